@@ -1,50 +1,45 @@
 """Read iperf3's JSON output into one checked, flat result.
 
 This module owns the translation from what an ``iperf3 -c ... -J`` client printed
-(and, when given, what its ``iperf3 -s -1 -J`` server printed) into an
-:class:`IperfResult`: a status, the sent and received rates, CPU, UDP loss, and
-flags naming every oddity found. It invents no figure: what the output does not
-carry is None, and a failed result carries no measurement at all.
+(and, when given, its ``iperf3 -s -1 -J`` server) into an :class:`IperfResult`:
+status, sent and received rates, CPU, UDP loss, and flags naming every oddity
+found. It invents no figure: what the output lacks is None, and a failed result
+carries no measurement. Differences handled, checked against iperf3's source,
+release notes and issues (3.0 to 3.19):
 
-Version differences handled (iperf3 3.0 to 3.19, checked against iperf3's
-source, release notes and issue tracker):
-
-- Failure: iperf3 writes a top-level ``"error"`` (connection refused, server
-  busy, control socket closed, interrupted). That is always status "failed",
-  even when ``intervals``/``end`` hold partial data (flag ``partial-end-data``).
-- Broken output: empty, cut short (invalid JSON), two documents back to back
-  (3.16-3.17 can print the result twice, esnet/iperf#1716), or no
-  ``start``/``end``: status "failed" with a sentence saying what is wrong.
-  Text before or after one document (warnings that reached stdout before 3.4)
-  is skipped with ``text-around-json``.
-- TCP/SCTP: sent from ``end.sum_sent``, received from ``end.sum_received``.
-  3.0.0-3.0.2 wrote those only for -P > 1; a lone stream's ``sender`` and
-  ``receiver`` entries are used instead (``summary-from-streams``).
-- UDP before 3.11: ``end.sum`` mixes the sender's bytes and rate with the
-  receiver's jitter and loss, and no document has a receiver rate. The server
-  prints before the results exchange, so its ``end.sum`` has 0 bytes (3.1-3.10,
-  esnet/iperf#314, #560). The received rate is therefore the receiving side's
-  non-omitted interval bytes over its ``end.sum.seconds`` (the figure iperf3
-  prints as its receiver line), flagged ``received-from-intervals``; the
-  receiving side is the server (``received-from-server-output``) or, with -R,
-  the client. Without it: None and ``udp-receiver-rate-unknown``, never the
-  sender's rate. 3.11+ writes ``end.sum_sent``/``end.sum_received`` for UDP
-  (esnet/iperf#1174) and those are used.
-- ``--bidir`` in 3.7-3.10 repeats ``sum``, ``sum_sent`` and ``sum_received`` in
-  one object (esnet/iperf#952). Duplicates are detected and flagged
-  ``duplicate-keys``; the first occurrence is kept, which is the client-to-server
-  direction on client and server alike (``iperf_print_results`` walks those
-  streams first), so status stays "ok". A duplicated top-level ``start``,
-  ``end`` or ``error`` is ambiguous and "failed". 3.11+ names the other
-  direction ``*_bidir_reverse``. Figures of a bidir test describe client to
-  server (flag ``bidirectional``).
-- Numbers: before 3.2, cJSON printed doubles beyond 1e9 as ``%e`` (7 significant
-  digits, ``old-float-format``), integral doubles as integers, and NaN/inf as
-  bare ``nan``/``-nan``/``inf`` (invalid JSON); 3.2+ prints ``null`` instead.
-  Non-finite or null figures become None with ``non-finite-number``.
+- A top-level ``"error"`` (connection refused, server busy, control socket
+  closed, interrupted) is "failed", even beside partial ``end`` data
+  (``partial-end-data``). Empty or cut-short output, two documents back to back
+  (3.16-3.17 can print the result twice, esnet/iperf#1716), or no ``start`` or
+  ``end`` are "failed" with a sentence saying what is wrong. Text around one
+  document (warnings went to stdout before 3.4) is skipped: ``text-around-json``.
+- TCP/SCTP: sent from ``end.sum_sent``, received from ``end.sum_received``;
+  3.0.0-3.0.2 wrote them only for -P > 1, so a lone stream's ``sender`` and
+  ``receiver`` are read instead (``summary-from-streams``).
+- UDP before 3.11: ``end.sum`` holds the sender's bytes and rate with the
+  receiver's jitter and loss; no document has a receiver rate, and the server's
+  ``end.sum`` says 0 bytes because it prints before the results exchange
+  (esnet/iperf#314, #560). The received rate is the receiving side's non-omitted
+  interval bytes over its ``end.sum.seconds``, which is iperf3's own receiver
+  figure (``received-from-intervals``); that side is the server
+  (``received-from-server-output``) or, with -R, the client. Without it the rate
+  is None (``udp-receiver-rate-unknown``), never the sender's. 3.11+ writes UDP
+  ``end.sum_sent``/``end.sum_received`` (esnet/iperf#1174), used when present.
+- ``--bidir`` in 3.7-3.10 repeats ``sum``, ``sum_sent``, ``sum_received`` in one
+  object (esnet/iperf#952); 3.11+ names the other direction ``*_bidir_reverse``.
+  Repeated keys with differing values are flagged ``duplicate-keys`` and the
+  first copy is kept: in bidir output that is client to server on both sides
+  (``iperf_print_results`` walks those streams first), so the status stays
+  "ok" and the figures describe that direction (``bidirectional``). Equal
+  repeats (3.12 repeats ``sock_bufsize`` with -P) are ignored. A top-level
+  ``start``, ``end`` or ``error`` repeated with different values is "failed".
+- Numbers: before 3.2, cJSON printed doubles beyond 1e9 as ``%e`` (7 digits,
+  ``old-float-format``), integral doubles as integers, and NaN/inf as bare
+  ``nan``/``-nan``/``inf`` (invalid JSON); 3.2+ prints ``null``. Such figures are
+  None with ``non-finite-number``; a non-number is None with ``invalid-number``.
 - Sanity: ``lost_percent`` outside 0-100, negative lost packets (an --omit bug
-  before 3.1.3), lost beyond sent packets, and negative rates are flagged, and
-  the reported value is kept so that the record shows what iperf3 said.
+  before 3.1.3), more lost than sent packets and negative rates are flagged and
+  kept as iperf3 printed them.
 """
 
 import json
@@ -113,31 +108,27 @@ def parse_text(text: str, *, server_text: str | None = None) -> IperfResult:
     meta = _metadata(start or {}, end or {}, flags)
     if repeated & {"sum", "sum_sent", "sum_received"}:
         flags.add("bidirectional")  # only 3.7-3.10 --bidir repeats these
+    problem = None
     if "error" in doc:
+        problem = str(doc["error"])
         if end or doc.get("intervals"):
             flags.add("partial-end-data")
-        return _result(flags, error=str(doc["error"]), **meta)
-    if not start or not end:
-        missing = " and ".join(
-            repr(key) for key in ("start", "end") if not doc.get(key)
+    elif not start or not end:
+        missing = " and ".join(repr(k) for k in ("start", "end") if not doc.get(k))
+        problem = (
+            f"The iperf3 JSON document has no (or an empty) {missing} object; iperf3 "
+            "-J writes both for every finished test, so this run has no result."
         )
-        return _result(
-            flags,
-            error=f"The iperf3 JSON document has no (or an empty) {missing} object; "
-            "iperf3 -J writes both for every finished test, so this run did not "
-            "complete and has no result.",
-            **meta,
+    elif not any(key in end for key in _SUMMARY_KEYS):
+        problem = (
+            "The iperf3 'end' object has none of 'sum_sent', 'sum_received', 'sum' "
+            "or 'streams', so there is no summary to read."
         )
-    if not any(key in end for key in _SUMMARY_KEYS):
-        return _result(
-            flags,
-            error="The iperf3 'end' object has none of 'sum_sent', 'sum_received', "
-            "'sum' or 'streams', so there is no summary to read.",
-            **meta,
-        )
+    if problem is not None or not start or not end:
+        return _result(flags, error=problem, **meta)
 
     if meta["protocol"] == "udp":
-        figures = _udp(doc, start, end, server_text, flags)
+        figures = _udp(doc, end, server_text, flags)
     else:
         figures = _tcp(end, flags)
     cpu = _obj(end.get("cpu_utilization_percent"))
@@ -207,8 +198,6 @@ def _decode(text: str, what: str, flags: set[str]) -> tuple[dict[str, Any], set[
             f"{line}) where exactly one was expected; iperf3 3.16 and 3.17 can print "
             "their result twice (esnet/iperf#1716), otherwise two runs shared a file."
         )
-    if not isinstance(doc, dict):
-        raise _Unreadable(f"The {what} is a JSON {type(doc).__name__}, not an object.")
     ambiguous = sorted(top & {"start", "end", "error"})
     if ambiguous:
         raise _Unreadable(
@@ -239,16 +228,14 @@ def _metadata(
     version = start.get("version")
     found = _VERSION.search(version) if isinstance(version, str) else None
     protocol = test.get("protocol")
-    streams = _number(test, "num_streams", flags, integer=True)
-    connected = start.get("connected")
-    if streams is None and isinstance(connected, list) and connected:
-        streams = len(connected)
     if test.get("bidir") == 1 or any(key.endswith("_bidir_reverse") for key in end):
         flags.add("bidirectional")
+    if "accepted_connection" in start:
+        flags.add("server-side-output")  # a server's JSON read as if a client's
     return {
         "version": found.group(0) if found else None,
         "protocol": protocol.lower() if isinstance(protocol, str) else None,
-        "streams": streams,
+        "streams": _number(test, "num_streams", flags, integer=True),
     }
 
 
@@ -271,11 +258,7 @@ def _tcp(end: dict[str, Any], flags: set[str]) -> dict[str, Any]:
 
 
 def _udp(
-    doc: dict[str, Any],
-    start: dict[str, Any],
-    end: dict[str, Any],
-    server_text: str | None,
-    flags: set[str],
+    doc: dict[str, Any], end: dict[str, Any], server_text: str | None, flags: set[str]
 ) -> dict[str, Any]:
     """UDP: the received rate only ever comes from the receiving side's view."""
     legacy = _obj(end.get("sum"))
@@ -292,12 +275,12 @@ def _udp(
         "lost_percent": _number(loss, "lost_percent", flags),
     }
     if received is None:
-        reverse = (_obj(start.get("test_start")) or {}).get("reverse") == 1
-        if reverse:
+        test = _obj(doc["start"].get("test_start")) or {}
+        if test.get("reverse") == 1:  # the client itself received
             figures["received_bps"] = _receiver_rate(doc, flags)
         else:
-            server = _server_doc(doc, start, server_text, flags)
-            rate = _receiver_rate(server, flags) if server else None
+            peer = _server_doc(doc, server_text, flags)
+            rate = _receiver_rate(peer, flags) if peer else None
             if rate is not None:
                 flags.add("received-from-server-output")
             figures["received_bps"] = rate
@@ -307,10 +290,7 @@ def _udp(
 
 
 def _server_doc(
-    doc: dict[str, Any],
-    start: dict[str, Any],
-    server_text: str | None,
-    flags: set[str],
+    doc: dict[str, Any], server_text: str | None, flags: set[str]
 ) -> dict[str, Any] | None:
     """The matching server's JSON: server_text first, then server_output_json."""
     server = None
@@ -326,7 +306,7 @@ def _server_doc(
     if "error" in server:
         flags.add("server-output-error")
         return None
-    cookie = start.get("cookie")
+    cookie = doc["start"].get("cookie")
     server_cookie = (_obj(server.get("start")) or {}).get("cookie")
     if cookie and server_cookie and cookie != server_cookie:
         flags.add("server-output-mismatch")
