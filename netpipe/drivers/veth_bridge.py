@@ -1,0 +1,56 @@
+"""veth-bridge: a veth pair per endpoint, the host ends on a Linux bridge.
+
+Docker's default data path without its port mapping: endpoint traffic crosses
+two veth pairs and the bridge, with no NAT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from netpipe.backends.netns import NetnsBackend
+from netpipe.drivers.base import Driver, Plan, configure_endpoint, netlink_step
+
+
+class VethBridge(Driver):
+    """veth pairs whose host ends are ports of one Linux bridge."""
+
+    name = "veth-bridge"
+    summary = "veth pair per endpoint, host end on a Linux bridge (no NAT)"
+
+    def plan(self, plan: Plan) -> None:
+        """Name the bridge and one host-side veth end per endpoint."""
+        plan.host_links = [plan.name("br")]
+        plan.host_links += [_host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
+
+    def provision(
+        self, host: IPRoute, backend: NetnsBackend, plan: Plan
+    ) -> dict[str, Any]:
+        """Create the bridge, then a veth pair per endpoint with one end inside."""
+        bridge = plan.name("br")
+        with netlink_step(f"creating bridge {bridge}"):
+            host.link("add", ifname=bridge, kind="bridge", mtu=plan.mtu)
+            bridge_idx = host.link_lookup(ifname=bridge)[0]
+            host.link("set", index=bridge_idx, state="up")
+
+        for ep in plan.endpoints:
+            outer = _host_end(plan, ep.role, ep.pair)
+            with netlink_step(f"creating veth {outer} for {ep.netns}"):
+                host.link(
+                    "add",
+                    ifname=outer,
+                    kind="veth",
+                    mtu=plan.mtu,
+                    master=bridge_idx,
+                    state="up",
+                    peer={"ifname": ep.ifname, "net_ns_fd": ep.netns, "mtu": plan.mtu},
+                )
+            configure_endpoint(backend, ep, plan.mtu)
+
+        return {"name": self.name, "bridge": bridge, "bridge_type": "linux"}
+
+
+def _host_end(plan: Plan, role: str, pair: int) -> str:
+    return plan.name(f"v{role[0]}{pair}")

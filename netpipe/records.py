@@ -1,0 +1,121 @@
+"""Leftover records: what a cell run is about to create, written beforehand.
+
+Before a cell creates anything it writes a record naming every namespace and
+host link it will make; processes are added as they start. The record is
+removed once teardown has finished. A record whose owner process is gone is a
+leftover of an interrupted run, and :func:`cleanup` removes exactly what it
+lists, so netpipe never deletes a namespace or link only because its name
+looks like one of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from netpipe.backends.netns import proc_start_time, remove_netns, stop_process
+from netpipe.drivers.base import delete_link
+
+log = logging.getLogger(__name__)
+
+
+def state_dir() -> Path:
+    """Return the folder of records and locks (NETPIPE_STATE_DIR overrides)."""
+    return Path(os.environ.get("NETPIPE_STATE_DIR", "/run/netpipe"))
+
+
+@dataclass
+class Record:
+    """What one cell run creates on this node."""
+
+    token: str
+    cell: str
+    owner_pid: int = field(default_factory=os.getpid)
+    owner_start: int | None = field(default_factory=lambda: proc_start_time(os.getpid()))
+    created_at: float = field(default_factory=time.time)
+    netns: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    processes: list[tuple[int, int | None]] = field(default_factory=list)
+    restore_mtu: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        """Where this record is stored."""
+        return state_dir() / "records" / f"{self.token}.json"
+
+    def save(self) -> None:
+        """Write the record atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".rec-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f)
+        os.replace(tmp, self.path)
+
+    def discard(self) -> None:
+        """Remove the record once everything it lists is gone."""
+        self.path.unlink(missing_ok=True)
+
+    def owner_alive(self) -> bool:
+        """Whether the process that wrote the record is still running."""
+        return proc_start_time(self.owner_pid) == self.owner_start
+
+    @classmethod
+    def load(cls, path: Path) -> Record:
+        """Read a record file."""
+        data: dict[str, Any] = json.loads(path.read_text())
+        data["processes"] = [tuple(p) for p in data.get("processes", [])]
+        return cls(**data)
+
+
+def records() -> list[Record]:
+    """Return every record on this node, unreadable ones left out with a warning."""
+    folder = state_dir() / "records"
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            found.append(Record.load(path))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable leftover record %s: %s", path, exc)
+    return found
+
+
+def remove_recorded(rec: Record, host: IPRoute) -> dict[str, list[str]]:
+    """Remove everything ``rec`` lists that still exists; return what was removed."""
+    removed: dict[str, list[str]] = {"processes": [], "netns": [], "links": []}
+    for pid, start in rec.processes:
+        if stop_process(pid, start):
+            removed["processes"].append(str(pid))
+    for name in rec.netns:
+        if remove_netns(name):
+            removed["netns"].append(name)
+    for name in rec.links:
+        if delete_link(host, name):
+            removed["links"].append(name)
+    for name, mtu in rec.restore_mtu.items():
+        idx = host.link_lookup(ifname=name)
+        if idx:
+            host.link("set", index=idx[0], mtu=mtu)
+    return removed
+
+
+def cleanup() -> list[dict[str, Any]]:
+    """Remove the leftovers of every run whose owner is gone; return a report."""
+    report = []
+    with IPRoute() as host:
+        for rec in records():
+            if rec.owner_alive():
+                log.info("run %s (cell %s) is still running; left alone", rec.token, rec.cell)
+                continue
+            removed = remove_recorded(rec, host)
+            rec.discard()
+            report.append({"token": rec.token, "cell": rec.cell, **removed})
+            log.info("removed leftovers of run %s (cell %s): %s", rec.token, rec.cell, removed)
+    return report

@@ -1,0 +1,339 @@
+"""Measuring one cell: provision, run iperf3, collect, tear down, write.
+
+A cell holds the testbed lock for its whole life, first removes the leftovers
+of any interrupted run, then records what it will create before creating it.
+Teardown runs in every outcome, including SIGINT and SIGTERM, with those
+signals held off until it has finished. The result file is written once,
+atomically, and says ``ok``, ``failed`` (with the error) or ``skipped`` (with
+the reason); it is never a silent zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from netpipe import provenance, records
+from netpipe.backends.netns import NetnsBackend
+from netpipe.config import Config
+from netpipe.drivers import Driver, Endpoint, Plan, get_driver
+from netpipe.drivers.base import link_mtu
+from netpipe.errors import MeasurementError, NetpipeError, ProvisionError
+from netpipe.iperf.command import IperfOptions, resolve_binary
+from netpipe.lock import testbed_lock
+from netpipe.matrix import Cell
+from netpipe.naming import new_token
+from netpipe.iperf.session import run_pairs
+
+log = logging.getLogger(__name__)
+
+FORMAT = "netpipe-cell/1"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def cell_settings(cell: Cell, config: Config) -> dict[str, Any]:
+    """Return the resolved settings of a cell, as recorded in its result."""
+    mss = config.iperf.mss
+    if mss == "auto":
+        # The study's -M: MTU minus 20 bytes of IPv4 and 20 of TCP header.
+        mss = cell.mtu - 40 if cell.mtu - 40 >= 88 else None
+    return {
+        "duration_s": config.iperf.duration_s,
+        "omit_s": config.iperf.omit_s,
+        "mss": mss if cell.protocol == "tcp" else None,
+        "udp_rate": config.iperf.udp_rate if cell.protocol == "udp" else None,
+        "iperf3": config.iperf.binary,
+        "base_port": config.iperf.base_port,
+        "address_pool": str(config.network.address_pool),
+        "parent": config.network.parent,
+    }
+
+
+def time_limit(settings: dict[str, Any], pairs: int) -> float:
+    """Seconds a cell's clients may take before they are killed as hung."""
+    return settings["duration_s"] + settings["omit_s"] + 10.0 + 0.05 * pairs
+
+
+def make_plan(cell: Cell, config: Config, token: str) -> Plan:
+    """Name every endpoint and give each its data address."""
+    pool = config.network.address_pool
+    endpoints = []
+    for i in range(cell.pairs):
+        for k, role in enumerate(("server", "client")):
+            address = pool.network_address + 1 + 2 * i + k
+            endpoints.append(
+                Endpoint(
+                    netns=f"np{token}{role[0]}{i}",
+                    role=role,
+                    pair=i,
+                    address=_interface(address, pool.prefixlen),
+                )
+            )
+    return Plan(
+        token=token,
+        mtu=cell.mtu,
+        endpoints=endpoints,
+        parent=config.network.parent,
+    )
+
+
+def _interface(address: Any, prefixlen: int) -> Any:
+    import ipaddress
+
+    return ipaddress.IPv4Interface(f"{address}/{prefixlen}")
+
+
+def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
+    """Measure one cell and write its result file; return the result."""
+    output = Path(output)
+    settings = cell_settings(cell, config)
+    result: dict[str, Any] = {
+        "format": FORMAT,
+        "cell": cell.to_dict(),
+        "status": None,
+        "reason": None,
+        "error_class": None,
+        "settings": settings,
+        "driver": {"name": cell.driver},
+        "provenance": None,
+        "started_at": _now(),
+        "ended_at": None,
+        "duration_s": None,
+        "timings_s": {},
+        "pairs": [],
+    }
+    t0 = time.monotonic()
+    log.info("cell %s: start", cell.label())
+
+    with _signals_as_interrupts(), testbed_lock(cell.label()):
+        records.cleanup()
+        try:
+            binary = resolve_binary(config.iperf.binary)
+            settings["iperf3"] = binary
+            result["provenance"] = provenance.collect(binary)
+            _run(cell, config, settings, result)
+        except NetpipeError as exc:
+            result["status"] = "failed"
+            result["reason"] = str(exc)
+            result["error_class"] = _error_class(exc)
+            log.error("cell %s: failed: %s", cell.label(), exc)
+
+    result["ended_at"] = _now()
+    result["duration_s"] = round(time.monotonic() - t0, 3)
+    write_result(result, output)
+    log.info(
+        "cell %s: %s in %.1f s%s",
+        cell.label(),
+        result["status"],
+        result["duration_s"],
+        f" ({result['reason']})" if result["reason"] else "",
+    )
+    return result
+
+
+def _run(
+    cell: Cell, config: Config, settings: dict[str, Any], result: dict[str, Any]
+) -> None:
+    """Everything between taking the lock and writing the file."""
+    driver = get_driver(cell.driver)
+    token = new_token()
+    rec = records.Record(token=token, cell=cell.label())
+    scratch = f"np{token}pr"
+    rec.netns = [scratch]
+    rec.save()
+
+    with IPRoute() as host:
+        reason = driver.unavailable_reason(host, config.network.parent, scratch)
+        if reason is not None:
+            rec.discard()
+            result["status"] = "skipped"
+            result["reason"] = reason
+            log.warning("cell %s: skipped: %s", cell.label(), reason)
+            return
+        plan = make_plan(cell, config, token)
+        driver.plan(plan)
+        rec.netns += [ep.netns for ep in plan.endpoints]
+        rec.links = list(plan.host_links)
+        if plan.parent is not None:
+            rec.restore_mtu = {plan.parent: link_mtu(host, plan.parent) or 1500}
+        rec.save()
+        # On success and on failure alike the record goes once teardown has
+        # finished; if teardown itself fails, the record stays for cleanup.
+        _provision_and_measure(cell, settings, driver, host, plan, rec, result)
+
+
+def _provision_and_measure(
+    cell: Cell,
+    settings: dict[str, Any],
+    driver: Driver,
+    host: IPRoute,
+    plan: Plan,
+    rec: records.Record,
+    result: dict[str, Any],
+) -> None:
+    backend = NetnsBackend()
+    timings = result["timings_s"]
+    try:
+        t = time.monotonic()
+        for ep in plan.endpoints:
+            backend.create(ep.netns)
+        result["driver"] = driver.provision(host, backend, plan)
+        result["driver"]["mtu"] = plan.mtu
+        _check_mtu(host, backend, plan)
+        timings["provision"] = round(time.monotonic() - t, 4)
+        log.info(
+            "cell %s: provisioned %d endpoints with %s in %.3f s",
+            cell.label(),
+            len(plan.endpoints),
+            driver.name,
+            timings["provision"],
+        )
+
+        opts = IperfOptions(
+            binary=settings["iperf3"],
+            protocol=cell.protocol,
+            duration_s=settings["duration_s"],
+            omit_s=settings["omit_s"],
+            mss=settings["mss"],
+            udp_rate=settings["udp_rate"] or "",
+        )
+        t = time.monotonic()
+        outcome = run_pairs(
+            backend,
+            plan,
+            opts,
+            base_port=settings["base_port"],
+            limit_s=time_limit(settings, cell.pairs),
+            on_spawn=lambda procs: _record_processes(rec, procs),
+        )
+        timings["run"] = round(time.monotonic() - t, 4)
+        result["pairs"] = outcome.pairs
+        result["status"] = outcome.status
+        result["reason"] = outcome.reason
+        result["error_class"] = outcome.error_class
+        log.info(
+            "cell %s: ran %d iperf3 pairs in %.1f s, start spread %.4f s",
+            cell.label(),
+            cell.pairs,
+            timings["run"],
+            outcome.start_spread,
+        )
+    finally:
+        t = time.monotonic()
+        with _signals_held():
+            _teardown(driver, host, backend, plan)
+            rec.discard()
+        timings["teardown"] = round(time.monotonic() - t, 4)
+        log.info("cell %s: torn down in %.3f s", cell.label(), timings["teardown"])
+
+
+def _record_processes(rec: records.Record, procs: list[Any]) -> None:
+    from netpipe.backends.netns import proc_start_time
+
+    rec.processes += [(p.pid, proc_start_time(p.pid)) for p in procs]
+    rec.save()
+
+
+def _check_mtu(host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
+    """Fail the cell if any device on the path did not take the MTU."""
+    wrong = []
+    for ep in plan.endpoints:
+        got = link_mtu(backend.sockets[ep.netns], ep.ifname)
+        if got != plan.mtu:
+            wrong.append(f"{ep.ifname} in {ep.netns} has {got}")
+    for ifname in plan.host_links + ([plan.parent] if plan.parent else []):
+        got = link_mtu(host, ifname)
+        if got != plan.mtu:
+            wrong.append(f"{ifname} has {got}")
+    if wrong:
+        raise ProvisionError(
+            f"MTU {plan.mtu} did not take on every device: {'; '.join(wrong[:5])}."
+        )
+
+
+def _teardown(driver: Driver, host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
+    """Remove namespaces, then host links, then wait until the kernel is done."""
+    for ep in plan.endpoints:
+        backend.remove(ep.netns)
+    backend.close()
+    driver.teardown(host, plan)
+
+    # Removing a namespace frees its devices asynchronously; the veth ends on
+    # the host side vanish a little later. Wait, so the next cell starts clean.
+    deadline = time.monotonic() + 15
+    names = set(plan.host_links)
+    while names and time.monotonic() < deadline:
+        present = {link.get("ifname") for link in host.link("dump")}
+        names &= present
+        if names:
+            time.sleep(0.02)
+    if names:
+        log.warning("links still present after teardown: %s", sorted(names))
+
+
+def _error_class(exc: NetpipeError) -> str:
+    return {
+        "ProvisionError": "provision",
+        "MeasurementError": "iperf3",
+        "DriverUnavailable": "driver",
+        "ConfigError": "config",
+    }.get(type(exc).__name__, "error")
+
+
+def write_result(result: dict[str, Any], output: Path) -> None:
+    """Write a result file atomically: a temporary file, then a rename."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+    except OSError as exc:
+        raise MeasurementError(
+            f"cannot write the result of {output}: {exc.strerror} ({output.parent})."
+        ) from exc
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(result, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """Make SIGTERM raise KeyboardInterrupt like SIGINT, so teardown runs."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, so teardown completes."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

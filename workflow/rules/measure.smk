@@ -1,0 +1,15 @@
+# One job per cell. The `testbed` resource (limited to 1 by the workflow
+# profile) and netpipe's own kernel lock keep two measurements apart.
+
+
+rule measure:
+    output:
+        "results/raw/{topology}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.json",
+    log:
+        "logs/measure/{topology}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.log",
+    params:
+        settings=lambda wc: SWEEP.raw["iperf"] | SWEEP.raw["network"],
+    resources:
+        testbed=1,
+    script:
+        "../scripts/measure.py"
