@@ -22,11 +22,21 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from netpipe.runner import measure
 
     config = load(args.config)
-    cell = Cell(args.topology, args.driver, args.protocol, args.mtu, args.pairs, args.rep)
+    cell = Cell(
+        args.topology, args.driver, args.protocol, args.mtu, args.pairs, args.rep
+    )
     output = args.output or cell.path(args.results)
     result = measure(cell, config, output)
-    print(json.dumps({"cell": cell.label(), "status": result["status"],
-                      "reason": result["reason"], "output": str(output)}))
+    print(
+        json.dumps(
+            {
+                "cell": cell.label(),
+                "status": result["status"],
+                "reason": result["reason"],
+                "output": str(output),
+            }
+        )
+    )
     return 0
 
 
@@ -132,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"netpipe: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("netpipe: interrupted; everything the cell made was removed.", file=sys.stderr)
+        print(
+            "netpipe: interrupted; everything the cell made was removed.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -34,7 +34,9 @@ def doctor(iperf3: str = "iperf3", parent: str | None = None) -> dict[str, Any]:
         try:
             with IPRoute() as host:
                 for name, cls in sorted(known_drivers().items()):
-                    drivers[name] = cls().unavailable_reason(host, parent, f"np{token}pr")
+                    drivers[name] = cls().unavailable_reason(
+                        host, parent, f"np{token}pr"
+                    )
         finally:
             rec.discard()
     return {

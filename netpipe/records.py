@@ -39,7 +39,9 @@ class Record:
     token: str
     cell: str
     owner_pid: int = field(default_factory=os.getpid)
-    owner_start: int | None = field(default_factory=lambda: proc_start_time(os.getpid()))
+    owner_start: int | None = field(
+        default_factory=lambda: proc_start_time(os.getpid())
+    )
     created_at: float = field(default_factory=time.time)
     netns: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
@@ -112,10 +114,17 @@ def cleanup() -> list[dict[str, Any]]:
     with IPRoute() as host:
         for rec in records():
             if rec.owner_alive():
-                log.info("run %s (cell %s) is still running; left alone", rec.token, rec.cell)
+                log.info(
+                    "run %s (cell %s) is still running; left alone", rec.token, rec.cell
+                )
                 continue
             removed = remove_recorded(rec, host)
             rec.discard()
             report.append({"token": rec.token, "cell": rec.cell, **removed})
-            log.info("removed leftovers of run %s (cell %s): %s", rec.token, rec.cell, removed)
+            log.info(
+                "removed leftovers of run %s (cell %s): %s",
+                rec.token,
+                rec.cell,
+                removed,
+            )
     return report

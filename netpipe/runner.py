@@ -31,10 +31,10 @@ from netpipe.drivers import Driver, Endpoint, Plan, get_driver
 from netpipe.drivers.base import link_mtu
 from netpipe.errors import MeasurementError, NetpipeError, ProvisionError
 from netpipe.iperf.command import IperfOptions, resolve_binary
+from netpipe.iperf.session import run_pairs
 from netpipe.lock import testbed_lock
 from netpipe.matrix import Cell
 from netpipe.naming import new_token
-from netpipe.iperf.session import run_pairs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _now() -> str:
 
 def cell_settings(cell: Cell, config: Config) -> dict[str, Any]:
     """Return the resolved settings of a cell, as recorded in its result."""
-    mss = config.iperf.mss
+    mss: int | str | None = config.iperf.mss
     if mss == "auto":
         # The study's -M: MTU minus 20 bytes of IPv4 and 20 of TCP header.
         mss = cell.mtu - 40 if cell.mtu - 40 >= 88 else None

@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.root, needs_root]
 def config(**iperf: object) -> object:
     """A short-running config for one-off cells."""
     settings = {"duration_s": 1, "omit_s": 0, "udp_rate": "500M", **iperf}
-    matrix = [{"driver": ["veth-bridge"], "protocol": ["tcp"], "mtu": [1500], "pairs": [4]}]
+    matrix = [
+        {"driver": ["veth-bridge"], "protocol": ["tcp"], "mtu": [1500], "pairs": [4]}
+    ]
     return validate({"matrix": matrix, "iperf": settings})
 
 
@@ -36,7 +38,10 @@ def available(name: str) -> bool:
     """Whether this machine can run driver ``name``."""
     token = new_token()
     with IPRoute() as host:
-        return known_drivers()[name]().unavailable_reason(host, None, f"np{token}pr") is None
+        return (
+            known_drivers()[name]().unavailable_reason(host, None, f"np{token}pr")
+            is None
+        )
 
 
 RUNNABLE = [name for name in sorted(known_drivers()) if available(name)]
@@ -91,14 +96,18 @@ def test_mtu_took_on_every_device(driver: str, tmp_path: Path, state_dir: Path) 
                 assert host.link("get", ifname=name)[0].get("mtu") == 4000
         finally:
             _teardown(drv, host, backend, plan)
-    assert not any(n.startswith(f"np{plan.token}") for n in np_links() | np_namespaces())
+    assert not any(
+        n.startswith(f"np{plan.token}") for n in np_links() | np_namespaces()
+    )
 
 
 @pytest.mark.parametrize("driver", UNAVAILABLE)
 def test_unavailable_driver_is_skipped_with_reason(
     driver: str, tmp_path: Path, state_dir: Path
 ) -> None:
-    result = measure(Cell("local", driver, "tcp", 1500, 1, 1), config(), tmp_path / "c.json")
+    result = measure(
+        Cell("local", driver, "tcp", 1500, 1, 1), config(), tmp_path / "c.json"
+    )
 
     assert result["status"] == "skipped"
     assert result["reason"] and "CONFIG_" in result["reason"]
@@ -106,7 +115,9 @@ def test_unavailable_driver_is_skipped_with_reason(
 
 
 def test_clients_start_together(tmp_path: Path, state_dir: Path) -> None:
-    result = measure(Cell("local", "veth-bridge", "tcp", 1500, 4, 1), config(), tmp_path / "c.json")
+    result = measure(
+        Cell("local", "veth-bridge", "tcp", 1500, 4, 1), config(), tmp_path / "c.json"
+    )
 
     assert result["status"] == "ok", result["reason"]
     starts = [p["client_start"] for p in result["pairs"]]
@@ -115,7 +126,9 @@ def test_clients_start_together(tmp_path: Path, state_dir: Path) -> None:
     assert len({p["port"] for p in result["pairs"]}) == 4
 
 
-def test_missing_iperf3_fails_the_cell_with_a_reason(tmp_path: Path, state_dir: Path) -> None:
+def test_missing_iperf3_fails_the_cell_with_a_reason(
+    tmp_path: Path, state_dir: Path
+) -> None:
     result = measure(
         Cell("local", "veth-bridge", "tcp", 1500, 1, 1),
         config(binary="/nonexistent/iperf3"),
@@ -127,18 +140,21 @@ def test_missing_iperf3_fails_the_cell_with_a_reason(tmp_path: Path, state_dir: 
     assert result["pairs"] == []
 
 
+CHILD = """
+import logging, sys
+logging.basicConfig(level=logging.INFO)
+from netpipe.config import validate
+from netpipe.matrix import Cell
+from netpipe.runner import measure
+m = [{"driver": ["veth-bridge"], "protocol": ["tcp"], "mtu": [1500], "pairs": [2]}]
+c = validate({"matrix": m, "iperf": {"duration_s": int(sys.argv[1]), "omit_s": 0}})
+measure(Cell("local", "veth-bridge", "tcp", 1500, 2, 1), c, sys.argv[2])
+"""
+
+
 def _run_cell_in_child(tmp_path: Path, duration: int) -> subprocess.Popen[bytes]:
-    code = (
-        "import logging, sys\n"
-        "logging.basicConfig(level=logging.INFO)\n"
-        "from netpipe.config import validate\n"
-        "from netpipe.matrix import Cell\n"
-        "from netpipe.runner import measure\n"
-        "m = [{'driver': ['veth-bridge'], 'protocol': ['tcp'], 'mtu': [1500], 'pairs': [2]}]\n"
-        f"c = validate({{'matrix': m, 'iperf': {{'duration_s': {duration}, 'omit_s': 0}}}})\n"
-        f"measure(Cell('local', 'veth-bridge', 'tcp', 1500, 2, 1), c, {str(tmp_path / 'c.json')!r})\n"
-    )
-    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    argv = [sys.executable, "-c", CHILD, str(duration), str(tmp_path / "c.json")]
+    return subprocess.Popen(argv, stderr=subprocess.PIPE)
 
 
 def _wait_for_namespaces(token_free: set[str], timeout: float = 10) -> None:
@@ -169,7 +185,9 @@ def test_interrupted_cell_removes_everything(
     assert not list((state_dir / "records").glob("*.json"))
 
 
-def test_killed_cell_is_cleaned_up_from_its_record(tmp_path: Path, state_dir: Path) -> None:
+def test_killed_cell_is_cleaned_up_from_its_record(
+    tmp_path: Path, state_dir: Path
+) -> None:
     before_ns, before_links = np_namespaces(), np_links()
     child = _run_cell_in_child(tmp_path, duration=30)
     _wait_for_namespaces(before_ns)
@@ -202,7 +220,9 @@ def test_cleanup_leaves_alone_what_netpipe_did_not_make(state_dir: Path) -> None
         with IPRoute() as host:
             host.link("add", ifname=f"np{token}br", kind="bridge")
         # A record of a dead run that made something else entirely.
-        Record(token="dead", cell="x", owner_pid=2**22 + 1, netns=["npdeads0"]).save()
+        dead = Record(token="npdead", cell="x", owner_pid=2**22 + 1)  # noqa: S106
+        dead.netns = ["npdeads0"]
+        dead.save()
 
         cleanup()
 
@@ -216,7 +236,9 @@ def test_cleanup_leaves_alone_what_netpipe_did_not_make(state_dir: Path) -> None
 
 
 def test_no_records_are_left_after_a_cell(tmp_path: Path, state_dir: Path) -> None:
-    measure(Cell("local", "veth-bridge", "udp", 1500, 1, 1), config(), tmp_path / "c.json")
+    measure(
+        Cell("local", "veth-bridge", "udp", 1500, 1, 1), config(), tmp_path / "c.json"
+    )
 
     assert not list((state_dir / "records").glob("*.json"))
     assert os.path.exists(state_dir / "testbed.lock")

@@ -100,7 +100,9 @@ def test_sweep_writes_summary_and_self_contained_report(swept: Path) -> None:
     assert list((swept / "logs" / "measure").rglob("*.log"))
 
 
-def test_removed_cell_is_the_only_one_measured_again(swept: Path, tmp_path: Path) -> None:
+def test_removed_cell_is_the_only_one_measured_again(
+    swept: Path, tmp_path: Path
+) -> None:
     root = copy_of(swept, tmp_path)
     gone = "results/raw/local/veth-bridge/udp/mtu1500/pairs1/rep1.json"
     before = cell_files(root)
@@ -132,7 +134,9 @@ def test_new_pair_count_measures_only_new_cells(swept: Path, tmp_path: Path) -> 
     assert pl.read_csv(root / "results" / "summary.csv").height == 12
 
 
-def test_editing_report_code_does_not_measure_again(swept: Path, tmp_path: Path) -> None:
+def test_editing_report_code_does_not_measure_again(
+    swept: Path, tmp_path: Path
+) -> None:
     root = copy_of(swept, tmp_path)
     script = root / "workflow" / "scripts" / "report.py"
     script.write_text(script.read_text() + "\n# an edit\n")
@@ -167,7 +171,9 @@ def _wait_for_cells(root: Path, count: int, timeout: float = 120) -> None:
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "kill-9"])
-def test_interrupted_sweep_resumes_with_the_same_command(how: str, tmp_path: Path) -> None:
+def test_interrupted_sweep_resumes_with_the_same_command(
+    how: str, tmp_path: Path
+) -> None:
     root = make_project(tmp_path)
     before_ns = np_namespaces()
     sweep = _start(root)

@@ -39,7 +39,12 @@ class Process:
     """A process netpipe started inside an endpoint, with its output files."""
 
     def __init__(
-        self, pid: int, argv: list[str], netns: str, stdout: IO[bytes], stderr: IO[bytes]
+        self,
+        pid: int,
+        argv: list[str],
+        netns: str,
+        stdout: IO[bytes],
+        stderr: IO[bytes],
     ) -> None:
         self.pid = pid
         self.argv = argv
@@ -157,8 +162,9 @@ class NetnsBackend:
         number of processes writing large JSON documents can block each other.
         """
         argv = list(argv)
-        stdout = tempfile.TemporaryFile()
-        stderr = tempfile.TemporaryFile()
+        # Both files live as long as the Process that owns them.
+        stdout = tempfile.TemporaryFile()  # noqa: SIM115
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115
         nsfd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
         parent = os.getpid()
         try:
@@ -179,8 +185,7 @@ class NetnsBackend:
         if _libc.setns(self._home, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             raise ProvisionError(
-                f"cannot return to the starting network namespace: "
-                f"{os.strerror(err)}"
+                f"cannot return to the starting network namespace: {os.strerror(err)}"
             )
 
 
@@ -252,8 +257,8 @@ def _child(
             os.write(gate._report_w, stamp)
         os.closerange(3, MAX_FD)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        os.execv(argv[0], argv)
-    except BaseException as exc:  # noqa: BLE001  (the child must never return)
+        os.execv(argv[0], argv)  # noqa: S606  (an argument list, no shell)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(2, f"netpipe: cannot start {argv[0]}: {exc}\n".encode())
     os._exit(127)

@@ -91,7 +91,9 @@ def netlink_step(what: str) -> Iterator[None]:
     try:
         yield
     except NetlinkError as exc:
-        raise ProvisionError(f"{what} failed: {exc.args[-1]} (errno {exc.code}).") from exc
+        raise ProvisionError(
+            f"{what} failed: {exc.args[-1]} (errno {exc.code})."
+        ) from exc
 
 
 def configure_endpoint(backend: NetnsBackend, ep: Endpoint, mtu: int) -> None:

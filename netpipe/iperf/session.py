@@ -196,5 +196,7 @@ def _judge(
             problems.append(f"pair {pair['index']}: {parsed.error}")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        return Outcome("failed", "; ".join(problems[:3]) + more, "iperf3", pairs, spread)
+        return Outcome(
+            "failed", "; ".join(problems[:3]) + more, "iperf3", pairs, spread
+        )
     return Outcome("ok", None, None, pairs, spread)
