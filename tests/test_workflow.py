@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import shutil
@@ -197,3 +199,21 @@ def test_interrupted_sweep_resumes_with_the_same_command(
     assert (root / "results" / "report.html").exists()
     assert all(cell_files(root)[k] == v for k, v in kept.items())
     assert np_namespaces() <= before_ns
+
+
+def test_more_cores_never_overlap_two_measurements(tmp_path: Path) -> None:
+    config = {**TINY, "matrix": [{**TINY["matrix"][0], "driver": ["veth-bridge"]}]}
+    config["repetitions"] = 2
+    root = make_project(tmp_path, config)
+
+    snakemake(root, "--cores", "4")
+
+    spans = []
+    for path in (root / "results" / "raw").rglob("*.json"):
+        cell = json.loads(path.read_text())
+        assert cell["status"] == "ok"
+        spans.append((cell["started_at"], cell["ended_at"]))
+    spans.sort()
+    assert len(spans) == 4
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, "two cells were measured at the same time"
