@@ -14,9 +14,7 @@ from typing import Any
 
 from netpipe.config import Config
 
-RAW_PATTERN = (
-    "raw/{topology}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.json"
-)
+RAW_PATTERN = "raw/{topology}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.json"
 
 
 @dataclass(frozen=True, order=True)

@@ -27,18 +27,24 @@ def new_token() -> str:
 
 def validate_ifname(name: str, *, key: str) -> str:
     """Reject an interface name the kernel would refuse, naming the config key."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"config key {key!r}: an interface name must not be empty.")
-    if len(name.encode()) > IFNAMSIZ - 1:
+    rule = (
+        f"an interface name must have 1 to {IFNAMSIZ - 1} bytes, must not be '.' "
+        "or '..', and must not contain '/', ':', white space or control characters"
+    )
+    if not isinstance(name, str):
+        raise ConfigError(f"config key {key!r} is {name!r}, but {rule}.")
+    size = len(name.encode())
+    if size == 0:
+        raise ConfigError(f"config key {key!r} is '' (empty), but {rule}.")
+    if size > IFNAMSIZ - 1:
         raise ConfigError(
-            f"config key {key!r}: interface name {name!r} has {len(name.encode())} "
-            f"characters; the kernel allows at most {IFNAMSIZ - 1}."
+            f"config key {key!r} is {name!r}, which has {size} bytes, but the kernel "
+            f"allows at most {IFNAMSIZ - 1} in an interface name."
         )
-    if name in (".", "..") or _IFNAME_BAD.search(name):
-        raise ConfigError(
-            f"config key {key!r}: interface name {name!r} is not allowed; it must "
-            "not be '.' or '..' nor contain '/', ':' or white space."
-        )
+    # The kernel refuses white space itself; control characters it would take,
+    # but a name with a NUL or an escape in it is never what a user meant.
+    if name in (".", "..") or _IFNAME_BAD.search(name) or not name.isprintable():
+        raise ConfigError(f"config key {key!r} is {name!r}, but {rule}.")
     return name
 
 

@@ -120,6 +120,10 @@ def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
     log.info("cell %s: start", cell.label())
 
     with _signals_as_interrupts(), testbed_lock(cell.label()):
+        # The cell starts once it holds the testbed, not while it waits.
+        result["started_at"] = _now()
+        result["timings_s"]["lock_wait"] = round(time.monotonic() - t0, 4)
+        t0 = time.monotonic()
         records.cleanup()
         try:
             binary = resolve_binary(config.iperf.binary)
