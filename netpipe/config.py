@@ -294,11 +294,12 @@ def _show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str | int | float):
-        return repr(value)
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):
         text = repr(value)
+    else:
+        try:
+            text = json.dumps(value, default=str)
+        except (TypeError, ValueError):  # keys json cannot write, such as dates
+            text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -310,10 +311,15 @@ def _kind(value: Any) -> str:
     return f", {word}"
 
 
+# Ordered so that a subclass (datetime of date) comes before its base.
 _KINDS: tuple[tuple[type, str], ...] = (
-    *((str, "a string"), (int, "a whole number"), (float, "a decimal number")),
-    *((list, "a list"), (dict, "a mapping")),
-    *((dt.datetime, "a date and time"), (dt.date, "a date")),
+    (str, "a string"),
+    (int, "a whole number"),
+    (float, "a decimal number"),
+    (list, "a list"),
+    (dict, "a mapping"),
+    (dt.datetime, "a date and time"),
+    (dt.date, "a date"),
 )
 
 
@@ -355,7 +361,8 @@ def _allowed(rule: dict[str, Any]) -> str:
         elif name == "object" and rule.get("required"):
             words.append(f"a mapping with {_join(rule['required'])}")
         elif name == "array":
-            words.append(f"a list in which each item is {_allowed(rule['items'])}")
+            items = _allowed(rule.get("items", {}))
+            words.append(f"a list in which each item is {items}")
         else:
             words.append(_TYPE_WORDS.get(name, name))
     return " or ".join(words) or "a value the schema allows"
@@ -364,6 +371,7 @@ def _allowed(rule: dict[str, Any]) -> str:
 _TYPE_WORDS = {"object": "a mapping", "null": "null", "boolean": "true or false"}
 
 
+@cache
 def _homes() -> dict[str, list[str]]:
     """Map every key name in the schema to where it may appear, in words."""
     top = schema()["properties"]
@@ -404,17 +412,18 @@ def _explain(error: jsonschema.ValidationError) -> list[str]:
         return lines
     if kind == "required":
         needed = rule.get("required", [])
+        props = rule.get("properties", {})
         return [
             f"config key {_key([*path, name])!r} is missing, but "
             f"{'the config' if not path else repr(key)} must give "
-            f"{_join(needed)}; {name} must be {_allowed(rule['properties'][name])}."
+            f"{_join(needed)}; {name} must be {_allowed(props.get(name, {}))}."
             for name in needed
             if name not in value
         ]
     if kind == "minItems":
         return [
             f"config key '{key}' is an empty list, but it needs at least "
-            f"{rule['minItems']} item; each must be {_allowed(rule['items'])}."
+            f"{rule['minItems']} item; each must be {_allowed(rule.get('items', {}))}."
         ]
     if kind == "uniqueItems":
         return [f"config key '{key}' {_repeat(value)}"]
