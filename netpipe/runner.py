@@ -28,7 +28,7 @@ from netpipe import provenance, records
 from netpipe.backends.netns import NetnsBackend
 from netpipe.config import Config
 from netpipe.drivers import Driver, Endpoint, Plan, get_driver
-from netpipe.drivers.base import link_mtu
+from netpipe.drivers.base import host_link_mtus, link_mtu
 from netpipe.errors import MeasurementError, NetpipeError, ProvisionError
 from netpipe.iperf.command import IperfOptions, resolve_binary
 from netpipe.iperf.session import run_pairs
@@ -259,8 +259,8 @@ def _check_mtu(host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
         got = link_mtu(backend.sockets[ep.netns], ep.ifname)
         if got != plan.mtu:
             wrong.append(f"{ep.ifname} in {ep.netns} has {got}")
-    for ifname in plan.host_links + ([plan.parent] if plan.parent else []):
-        got = link_mtu(host, ifname)
+    names = plan.host_links + ([plan.parent] if plan.parent else [])
+    for ifname, got in host_link_mtus(host, names).items():
         if got != plan.mtu:
             wrong.append(f"{ifname} has {got}")
     if wrong:
@@ -281,8 +281,7 @@ def _teardown(driver: Driver, host: IPRoute, backend: NetnsBackend, plan: Plan) 
     deadline = time.monotonic() + 15
     names = set(plan.host_links)
     while names and time.monotonic() < deadline:
-        present = {link.get("ifname") for link in host.link("dump")}
-        names &= present
+        names = {n for n, mtu in host_link_mtus(host, sorted(names)).items() if mtu}
         if names:
             time.sleep(0.02)
     if names:

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pyroute2 import IPRoute
@@ -20,6 +21,8 @@ from netpipe.errors import ProvisionError
 log = logging.getLogger(__name__)
 
 ENDPOINT_IFNAME = "np0"
+ENDPOINT_IFINDEX = 2
+SYSFS_NET = "/sys/class/net"
 
 
 @dataclass
@@ -42,6 +45,10 @@ class Plan:
     endpoints: list[Endpoint]
     parent: str | None = None
     host_links: list[str] = field(default_factory=list)
+    # Host links that vanish with their endpoint's namespace (veth ends):
+    # teardown waits for them rather than deleting each one, which costs an
+    # RCU grace period per link.
+    follow_endpoints: set[str] = field(default_factory=set)
     restore_mtu: dict[str, int] = field(default_factory=dict)
 
     def name(self, suffix: str) -> str:
@@ -78,7 +85,8 @@ class Driver(ABC):
     def teardown(self, host: IPRoute, plan: Plan) -> None:
         """Remove host-side links and restore what was changed."""
         for ifname in plan.host_links:
-            delete_link(host, ifname)
+            if ifname not in plan.follow_endpoints:
+                delete_link(host, ifname)
         for ifname, mtu in plan.restore_mtu.items():
             idx = host.link_lookup(ifname=ifname)
             if idx:
@@ -100,8 +108,16 @@ def configure_endpoint(backend: NetnsBackend, ep: Endpoint, mtu: int) -> None:
     """Inside an endpoint: set the MTU, bring the interface up, add its address."""
     sock = backend.sockets[ep.netns]
     with netlink_step(f"configuring {ep.ifname} in {ep.netns}"):
-        idx = sock.link_lookup(ifname=ep.ifname)[0]
-        sock.link("set", index=idx, mtu=mtu, state="up")
+        # In a fresh namespace the data interface is the first device after
+        # lo, so it has ENDPOINT_IFINDEX; look it up only if it does not.
+        idx = ENDPOINT_IFINDEX
+        try:
+            sock.link("set", index=idx, mtu=mtu, state="up")
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise
+            idx = sock.link_lookup(ifname=ep.ifname)[0]
+            sock.link("set", index=idx, mtu=mtu, state="up")
         sock.addr(
             "add",
             index=idx,
@@ -122,9 +138,35 @@ def delete_link(host: IPRoute, ifname: str) -> bool:
 
 
 def link_mtu(sock: IPRoute, ifname: str) -> int | None:
-    """Return the MTU of ``ifname`` as the kernel reports it."""
-    links = sock.link("get", ifname=ifname)
+    """Return the MTU of ``ifname`` as the kernel reports it, None if absent."""
+    try:
+        links = sock.link("get", ifname=ifname)
+    except NetlinkError as exc:
+        if exc.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise
     return links[0].get("mtu") if links else None
+
+
+def host_link_mtus(host: IPRoute, names: list[str]) -> dict[str, int | None]:
+    """Return the MTU of each named link of the host, None for a missing one.
+
+    sysfs answers in microseconds where pyroute2 needs about a millisecond
+    per link, which matters at 256 endpoints; it is used only if it shows
+    this process's namespace (the first name found, or all of them missing
+    in netlink too), else netlink answers for every link.
+    """
+    sysfs: dict[str, int | None] = {}
+    for name in names:
+        try:
+            sysfs[name] = int(Path(SYSFS_NET, name, "mtu").read_text())
+        except (OSError, ValueError):
+            sysfs[name] = None
+    probe = next((n for n, mtu in sysfs.items() if mtu is not None), None)
+    if probe is not None and link_mtu(host, probe) == sysfs[probe]:
+        return sysfs
+    found = {link.get("ifname"): link.get("mtu") for link in host.link("dump")}
+    return {name: found.get(name) for name in names}
 
 
 def probe_kind(backend: NetnsBackend, name: str, kind: str, **attrs: Any) -> str | None:

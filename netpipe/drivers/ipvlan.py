@@ -15,6 +15,7 @@ from pyroute2 import IPRoute
 from netpipe.backends.netns import NetnsBackend
 from netpipe.drivers import lower
 from netpipe.drivers.base import (
+    ENDPOINT_IFINDEX,
     Driver,
     Plan,
     configure_endpoint,
@@ -64,6 +65,7 @@ class IpvlanL3(Driver):
                 host.link(
                     "add",
                     ifname=ep.ifname,
+                    index=ENDPOINT_IFINDEX,
                     kind="ipvlan",
                     link=parent_idx,
                     ipvlan_mode=IPVLAN_MODES[self.mode],

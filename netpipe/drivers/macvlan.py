@@ -12,7 +12,13 @@ from pyroute2 import IPRoute
 
 from netpipe.backends.netns import NetnsBackend
 from netpipe.drivers import lower
-from netpipe.drivers.base import Driver, Plan, configure_endpoint, netlink_step
+from netpipe.drivers.base import (
+    ENDPOINT_IFINDEX,
+    Driver,
+    Plan,
+    configure_endpoint,
+    netlink_step,
+)
 
 
 class MacvlanBridge(Driver):
@@ -42,6 +48,7 @@ class MacvlanBridge(Driver):
                 host.link(
                     "add",
                     ifname=ep.ifname,
+                    index=ENDPOINT_IFINDEX,
                     kind="macvlan",
                     link=parent_idx,
                     macvlan_mode=self.mode,

@@ -22,8 +22,9 @@ class VethBridge(Driver):
 
     def plan(self, plan: Plan) -> None:
         """Name the bridge and one host-side veth end per endpoint."""
-        plan.host_links = [plan.name("br")]
-        plan.host_links += [_host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
+        ends = [_host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
+        plan.host_links = [plan.name("br"), *ends]
+        plan.follow_endpoints = set(ends)
 
     def provision(
         self, host: IPRoute, backend: NetnsBackend, plan: Plan
