@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import polars as pl
 from scipy import stats
 
+from netpipe.atomic import write_atomic
 from netpipe.errors import NetpipeError
 from netpipe.iperf.reader import parse_text
 
@@ -223,29 +222,6 @@ def aggregate(
         csv_out,
     )
     return summary
-
-
-def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, then rename it over."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-
-    # mkstemp creates the file private (0600); give it the mode a plain open()
-    # would have, so results stay readable like any other output.
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        tmp.chmod(0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _per_rep(cells: pl.DataFrame) -> pl.DataFrame:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from netpipe.atomic import write_atomic
 from netpipe.backends.netns import proc_start_time, remove_netns, stop_process
 from netpipe.drivers.base import delete_link
 
@@ -55,11 +55,8 @@ class Record:
 
     def save(self) -> None:
         """Write the record atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".rec-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f)
-        os.replace(tmp, self.path)
+        text = json.dumps(asdict(self))
+        write_atomic(self.path, lambda tmp: tmp.write_text(text))
 
     def discard(self) -> None:
         """Remove the record once everything it lists is gone."""

@@ -28,7 +28,8 @@ import yaml
 from markupsafe import Markup
 
 from netpipe import __version__
-from netpipe.aggregate import SUMMARY_SCHEMA, unmeasured_cells, write_atomic
+from netpipe.aggregate import SUMMARY_SCHEMA, unmeasured_cells
+from netpipe.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,10 @@ the reason); it is never a silent zero.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import logging
-import os
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,8 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from netpipe import provenance, records
-from netpipe.backends.netns import NetnsBackend
+from netpipe.atomic import write_atomic
+from netpipe.backends.netns import NetnsBackend, Process, proc_start_time
 from netpipe.config import Config
 from netpipe.drivers import Driver, Endpoint, Plan, get_driver
 from netpipe.drivers.base import host_link_mtus, link_mtu
@@ -80,7 +80,7 @@ def make_plan(cell: Cell, config: Config, token: str) -> Plan:
                     netns=f"np{token}{role[0]}{i}",
                     role=role,
                     pair=i,
-                    address=_interface(address, pool.prefixlen),
+                    address=ipaddress.IPv4Interface(f"{address}/{pool.prefixlen}"),
                 )
             )
     return Plan(
@@ -89,12 +89,6 @@ def make_plan(cell: Cell, config: Config, token: str) -> Plan:
         endpoints=endpoints,
         parent=config.network.parent,
     )
-
-
-def _interface(address: Any, prefixlen: int) -> Any:
-    import ipaddress
-
-    return ipaddress.IPv4Interface(f"{address}/{prefixlen}")
 
 
 def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
@@ -245,9 +239,7 @@ def _provision_and_measure(
         log.info("cell %s: torn down in %.3f s", cell.label(), timings["teardown"])
 
 
-def _record_processes(rec: records.Record, procs: list[Any]) -> None:
-    from netpipe.backends.netns import proc_start_time
-
+def _record_processes(rec: records.Record, procs: list[Process]) -> None:
     rec.processes += [(p.pid, proc_start_time(p.pid)) for p in procs]
     rec.save()
 
@@ -299,22 +291,15 @@ def _error_class(exc: NetpipeError) -> str:
 
 def write_result(result: dict[str, Any], output: Path) -> None:
     """Write a result file atomically: a temporary file, then a rename."""
+    text = json.dumps(result, indent=1)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        write_atomic(output, lambda tmp: tmp.write_text(text))
     except OSError as exc:
         raise MeasurementError(
-            f"cannot write the result of {output}: {exc.strerror} ({output.parent})."
+            f"cannot write the result file {output}: {exc.strerror}; the cell's "
+            "measurement is lost. Check that the results folder is writable and "
+            "has free space, then run the same command again."
         ) from exc
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager

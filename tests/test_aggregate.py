@@ -18,8 +18,8 @@ from netpipe.aggregate import (
     read_cells,
     summarise,
     unmeasured_cells,
-    write_atomic,
 )
+from netpipe.atomic import write_atomic
 from netpipe.errors import NetpipeError
 
 RAW = Path(__file__).parent / "data" / "cells" / "raw"
