@@ -24,6 +24,7 @@ from typing import Any
 import pyroute2
 from pyroute2 import IPRoute
 
+import netpipe
 from netpipe import records
 from netpipe.backends.netns import NETNS_DIR
 from netpipe.lock import testbed_lock
@@ -105,6 +106,7 @@ def machine() -> dict[str, Any]:
     """Describe what the figures were measured on."""
     ip = subprocess.run(["ip", "-V"], capture_output=True, text=True, check=False)
     return {
+        "netpipe_commit": _commit(),
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -112,6 +114,20 @@ def machine() -> dict[str, Any]:
         "pyroute2": pyroute2.__version__,
         "iproute2": ip.stdout.strip(),
     }
+
+
+_QUIET: dict[str, Any] = {"capture_output": True, "text": True, "check": False}
+
+
+def _commit() -> str | None:
+    """Return the commit of the netpipe source measured, '+dirty' if edited."""
+    repo = Path(netpipe.__file__).resolve().parent.parent
+    git = ["git", "-C", str(repo)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], **_QUIET)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run([*git, "status", "--porcelain", "netpipe"], **_QUIET)
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def run(argv: Sequence[str], *, timeout: float = 60) -> str:
