@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from netpipe.backends.netns import list_netns
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 HAVE_IPERF3 = shutil.which("iperf3") is not None
+DEFAULT_STATE = "/run/netpipe"
 
 needs_root = pytest.mark.skipif(
     not (IS_ROOT and HAVE_IPERF3), reason="needs root and iperf3"
@@ -46,15 +48,33 @@ def child_pids() -> set[int]:
     return found
 
 
+def foreign_names() -> set[str]:
+    """Names that a sweep outside the tests is using right now.
+
+    Tests keep their records in a private state folder; a user's sweep on the
+    same machine records what it makes under the default one, before making
+    it, so those names are not the tests' leaks.
+    """
+    names: set[str] = set()
+    for path in Path(DEFAULT_STATE, "records").glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        names.update(rec.get("netns", []), rec.get("links", []))
+    return names
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves an np* namespace, link or child process."""
     before = (np_namespaces(), np_links(), child_pids())
     yield
     after = (np_namespaces(), np_links(), child_pids())
+    foreign = foreign_names()
     leaks = {
-        "namespaces": sorted(after[0] - before[0]),
-        "links": sorted(after[1] - before[1]),
+        "namespaces": sorted(after[0] - before[0] - foreign),
+        "links": sorted(after[1] - before[1] - foreign),
         "processes": sorted(after[2] - before[2]),
     }
     leaks = {k: v for k, v in leaks.items() if v}

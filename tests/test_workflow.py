@@ -40,6 +40,7 @@ def make_project(root: Path, config: dict[str, object] = TINY) -> Path:
     """Copy the workflow into ``root`` with ``config`` as config/config.yaml."""
     shutil.copy(REPO / "Snakefile", root / "Snakefile")
     shutil.copytree(REPO / "workflow", root / "workflow", symlinks=False)
+    shutil.copytree(REPO / "profiles", root / "profiles")
     (root / "config").mkdir()
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return root
@@ -73,7 +74,10 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project whose tiny sweep has run once."""
     root = make_project(tmp_path_factory.mktemp("sweep"))
     os.environ.setdefault("NETPIPE_STATE_DIR", str(root / "state"))
-    snakemake(root)
+    done = snakemake(root)
+    assert (
+        "Using workflow specific profile profiles/default" in done.stdout + done.stderr
+    )
     return root
 
 

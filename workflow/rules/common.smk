@@ -1,5 +1,7 @@
 # Validation and expansion of the config; everything else asks these.
+import os
 import re
+from pathlib import Path
 
 from netpipe.config import validate
 from netpipe.errors import ConfigError
@@ -26,3 +28,19 @@ wildcard_constraints:
 def get_cell_results(wildcards):
     """Every cell's result file, the input of the aggregate step."""
     return [str(cell.path("results")) for cell in CELLS]
+
+
+def mark_summary_stale_if_cells_are_missing():
+    """Make a deleted cell file be measured again.
+
+    Snakemake ignores a missing intermediate file while everything downstream
+    of it exists (snakemake issue 1978), so deleting one cell file would not
+    remeasure it. A summary that lacks a cell is stale: setting its time back
+    makes the aggregate step, and so the missing measurement, due again.
+    """
+    summary = Path("results/cells.parquet")
+    if summary.exists() and any(not cell.path("results").exists() for cell in CELLS):
+        os.utime(summary, (0, 0))
+
+
+mark_summary_stale_if_cells_are_missing()
