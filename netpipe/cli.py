@@ -6,25 +6,26 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from netpipe import __version__
-from netpipe.errors import NetpipeError
+from netpipe.config import Config, load, validate
+from netpipe.errors import ConfigError, NetpipeError
+from netpipe.matrix import Cell
 
 log = logging.getLogger("netpipe")
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from netpipe.config import load
-    from netpipe.matrix import Cell
     from netpipe.runner import measure
 
-    config = load(args.config)
     cell = Cell(
         args.topology, args.driver, args.protocol, args.mtu, args.pairs, args.rep
     )
+    config = for_one_cell(load(args.config), cell)
     output = args.output or cell.path(args.results)
     result = measure(cell, config, output)
     print(
@@ -37,7 +38,28 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             }
         )
     )
-    return 0
+    return 1 if result["status"] == "failed" else 0
+
+
+def for_one_cell(config: Config, cell: Cell) -> Config:
+    """Validate a cell given by options as the config's only sub-matrix."""
+    one = {
+        "topology": [cell.topology],
+        "driver": [cell.driver],
+        "protocol": [cell.protocol],
+        "mtu": [cell.mtu],
+        "pairs": [cell.pairs],
+    }
+    if cell.rep < 1:
+        raise ConfigError(
+            f"option --rep: {cell.rep} is not allowed; it must be 1 or more."
+        )
+    try:
+        return validate({**config.raw, "matrix": [one], "repetitions": cell.rep})
+    except ConfigError as exc:
+        # Name the option the user typed rather than the matrix key behind it.
+        text = re.sub(r"config key 'matrix\[0\]\.(\w+)\[0\]'", r"option --\1", str(exc))
+        raise ConfigError(text) from None
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
@@ -45,9 +67,15 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
     worst = 0
     for name in args.files:
-        result = parse_file(name)
-        print(json.dumps({"file": name, **result.to_record()}))
-        worst = max(worst, int(result.status != "ok"))
+        try:
+            record = parse_file(name).to_record()
+        except OSError as exc:
+            record = {
+                "status": "failed",
+                "error": f"cannot read {name}: {exc.strerror}.",
+            }
+        print(json.dumps({"file": name, **record}))
+        worst = max(worst, int(record["status"] != "ok"))
     return worst
 
 

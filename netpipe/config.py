@@ -389,7 +389,7 @@ def _explain(error: jsonschema.ValidationError) -> list[str]:
     """Turn one jsonschema error into sentences naming key, value and rule."""
     path = list(error.absolute_path)
     key = _key(path)
-    value = error.instance
+    value: Any = error.instance
     rule = error.schema if isinstance(error.schema, dict) else {}
     kind = error.validator
     at = "at the top level" if not path else f"under '{key}'"

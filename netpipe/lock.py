@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from netpipe import interrupt
 from netpipe.errors import NodeError
 from netpipe.records import state_dir
 
@@ -39,7 +40,14 @@ def testbed_lock(holder: str, *, wait: bool = True) -> Iterator[None]:
                 ) from None
             log.warning("waiting for the testbed: it is busy with %s", other)
             t = time.monotonic()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            # Poll rather than block, so that Ctrl-C stops a waiting cell.
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    interrupt.check()
+                    time.sleep(0.1)
             log.info("got the testbed after %.1f s", time.monotonic() - t)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "cell": holder}).encode(), 0)

@@ -2,10 +2,10 @@
 
 A cell holds the testbed lock for its whole life, first removes the leftovers
 of any interrupted run, then records what it will create before creating it.
-Teardown runs in every outcome, including SIGINT and SIGTERM, with those
-signals held off until it has finished. The result file is written once,
-atomically, and says ``ok``, ``failed`` (with the error) or ``skipped`` (with
-the reason); it is never a silent zero.
+Teardown runs in every outcome, including SIGINT and SIGTERM, which only
+request a stop at the next safe point (``netpipe.interrupt``). The result
+file is written once, atomically, and says ``ok``, ``failed`` (with the error)
+or ``skipped`` (with the reason); it is never a silent zero.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ import datetime as dt
 import ipaddress
 import json
 import logging
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
 
-from netpipe import provenance, records
+from netpipe import interrupt, provenance, records
 from netpipe.atomic import write_atomic
 from netpipe.backends.netns import NetnsBackend, Process, proc_start_time
 from netpipe.config import Config
@@ -113,7 +110,7 @@ def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
     t0 = time.monotonic()
     log.info("cell %s: start", cell.label())
 
-    with _signals_as_interrupts(), testbed_lock(cell.label()):
+    with interrupt.deferred(), testbed_lock(cell.label()):
         # The cell starts once it holds the testbed, not while it waits.
         result["started_at"] = _now()
         result["timings_s"]["lock_wait"] = round(time.monotonic() - t0, 4)
@@ -124,6 +121,13 @@ def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
             settings["iperf3"] = binary
             result["provenance"] = provenance.collect(binary)
             _run(cell, config, settings, result)
+        except KeyboardInterrupt:
+            log.warning(
+                "cell %s: interrupted; everything it made was removed and no "
+                "result was written",
+                cell.label(),
+            )
+            raise
         except NetpipeError as exc:
             result["status"] = "failed"
             result["reason"] = str(exc)
@@ -188,8 +192,10 @@ def _provision_and_measure(
     try:
         t = time.monotonic()
         for ep in plan.endpoints:
+            interrupt.check()
             backend.create(ep.netns)
         result["driver"] = driver.provision(host, backend, plan)
+        interrupt.check()
         result["driver"]["mtu"] = plan.mtu
         _check_mtu(host, backend, plan)
         timings["provision"] = round(time.monotonic() - t, 4)
@@ -231,9 +237,18 @@ def _provision_and_measure(
             outcome.start_spread,
         )
     finally:
+        # Teardown runs to the end whatever arrives meanwhile: signals only
+        # set the interrupt flag while a cell runs.
         t = time.monotonic()
-        with _signals_held():
-            _teardown(driver, host, backend, plan)
+        left = _teardown(driver, host, backend, plan)
+        if left:
+            log.error(
+                "cell %s: links still present after teardown: %s; their record "
+                "is kept for the next cell or `netpipe cleanup`",
+                cell.label(),
+                sorted(left),
+            )
+        else:
             rec.discard()
         timings["teardown"] = round(time.monotonic() - t, 4)
         log.info("cell %s: torn down in %.3f s", cell.label(), timings["teardown"])
@@ -261,8 +276,10 @@ def _check_mtu(host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
         )
 
 
-def _teardown(driver: Driver, host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
-    """Remove namespaces, then host links, then wait until the kernel is done."""
+def _teardown(
+    driver: Driver, host: IPRoute, backend: NetnsBackend, plan: Plan
+) -> set[str]:
+    """Remove namespaces, then host links; return any link still present."""
     for ep in plan.endpoints:
         backend.remove(ep.netns)
     backend.close()
@@ -276,8 +293,7 @@ def _teardown(driver: Driver, host: IPRoute, backend: NetnsBackend, plan: Plan) 
         names = {n for n, mtu in host_link_mtus(host, sorted(names)).items() if mtu}
         if names:
             time.sleep(0.02)
-    if names:
-        log.warning("links still present after teardown: %s", sorted(names))
+    return names
 
 
 def _error_class(exc: NetpipeError) -> str:
@@ -300,28 +316,3 @@ def write_result(result: dict[str, Any], output: Path) -> None:
             "measurement is lost. Check that the results folder is writable and "
             "has free space, then run the same command again."
         ) from exc
-
-
-@contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """Make SIGTERM raise KeyboardInterrupt like SIGINT, so teardown runs."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, so teardown completes."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)

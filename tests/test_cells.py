@@ -157,11 +157,18 @@ def _run_cell_in_child(tmp_path: Path, duration: int) -> subprocess.Popen[bytes]
     return subprocess.Popen(argv, stderr=subprocess.PIPE)
 
 
-def _wait_for_namespaces(token_free: set[str], timeout: float = 10) -> None:
+def _wait_for_namespaces(state_dir: Path, timeout: float = 10) -> set[str]:
+    """Wait until the child's cell has created the namespaces its record lists."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if np_namespaces() - token_free:
-            return
+        for path in (state_dir / "records").glob("*.json"):
+            try:
+                planned = set(json.loads(path.read_text())["netns"])
+            except (OSError, ValueError):
+                continue
+            made = planned & np_namespaces()
+            if len(made) >= 4:  # two pairs' endpoints; the probe never lingers
+                return made
         time.sleep(0.05)
     raise AssertionError("the cell never provisioned its namespaces")
 
@@ -170,9 +177,8 @@ def _wait_for_namespaces(token_free: set[str], timeout: float = 10) -> None:
 def test_interrupted_cell_removes_everything(
     signum: int, tmp_path: Path, state_dir: Path
 ) -> None:
-    before = np_namespaces()
     child = _run_cell_in_child(tmp_path, duration=30)
-    _wait_for_namespaces(before)
+    made = _wait_for_namespaces(state_dir)
     time.sleep(0.5)  # let iperf3 start
 
     child.send_signal(signum)
@@ -181,31 +187,30 @@ def test_interrupted_cell_removes_everything(
     assert child.returncode != 0
     assert b"torn down" in err
     assert not (tmp_path / "c.json").exists()
-    assert np_namespaces() <= before
+    assert not made & np_namespaces()
     assert not list((state_dir / "records").glob("*.json"))
 
 
 def test_killed_cell_is_cleaned_up_from_its_record(
     tmp_path: Path, state_dir: Path
 ) -> None:
-    before_ns, before_links = np_namespaces(), np_links()
     child = _run_cell_in_child(tmp_path, duration=30)
-    _wait_for_namespaces(before_ns)
+    made = _wait_for_namespaces(state_dir)
+    planned = Record.load(next((state_dir / "records").glob("*.json")))
     time.sleep(0.5)
 
     child.kill()
     child.communicate(timeout=10)
-    left = np_namespaces() - before_ns
-    assert left, "a SIGKILL leaves the namespaces for cleanup to find"
+    assert made <= np_namespaces(), "a SIGKILL leaves the namespaces for cleanup"
 
     removed = cleanup()
 
-    assert sum(len(r["netns"]) for r in removed) == len(left)
-    assert np_namespaces() <= before_ns
+    assert set(removed[0]["netns"]) == made
+    assert not made & np_namespaces()
     deadline = time.monotonic() + 10
-    while np_links() - before_links and time.monotonic() < deadline:
+    while set(planned.links) & np_links() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert np_links() <= before_links
+    assert not set(planned.links) & np_links()
     assert not (tmp_path / "c.json").exists()
 
 

@@ -49,10 +49,20 @@ def make_project(root: Path, config: dict[str, object] = TINY) -> Path:
 def snakemake(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run the README's command in ``root``; fail the test if it fails."""
     done = subprocess.run(
-        [*COMMAND, *extra], cwd=root, capture_output=True, text=True, timeout=600
+        [*COMMAND, *extra],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=project_env(root),
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+def project_env(root: Path) -> dict[str, str]:
+    """The environment of a project's runs: its own testbed lock and records."""
+    return {**os.environ, "NETPIPE_STATE_DIR": str(root / "state")}
 
 
 def measured(done: subprocess.CompletedProcess[str]) -> list[str]:
@@ -73,7 +83,6 @@ def cell_files(root: Path) -> dict[str, float]:
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project whose tiny sweep has run once."""
     root = make_project(tmp_path_factory.mktemp("sweep"))
-    os.environ.setdefault("NETPIPE_STATE_DIR", str(root / "state"))
     done = snakemake(root)
     assert (
         "Using workflow specific profile profiles/default" in done.stdout + done.stderr
@@ -163,6 +172,7 @@ def _start(root: Path) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        env=project_env(root),
     )
 
 

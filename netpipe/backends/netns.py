@@ -23,6 +23,7 @@ from typing import IO, NoReturn
 
 from pyroute2 import IPRoute, netns
 
+from netpipe import interrupt
 from netpipe.errors import ProvisionError
 from netpipe.naming import check_own_name
 
@@ -65,6 +66,7 @@ class Process:
         """Wait up to ``timeout`` seconds; return the exit code or None."""
         deadline = time.monotonic() + timeout
         while self.poll() is None and time.monotonic() < deadline:
+            interrupt.check()
             time.sleep(0.01)
         return self.returncode
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netpipe import interrupt
 from netpipe.backends.netns import NetnsBackend
 from netpipe.errors import ProvisionError
 
@@ -106,6 +107,7 @@ def netlink_step(what: str) -> Iterator[None]:
 
 def configure_endpoint(backend: NetnsBackend, ep: Endpoint, mtu: int) -> None:
     """Inside an endpoint: set the MTU, bring the interface up, add its address."""
+    interrupt.check()
     sock = backend.sockets[ep.netns]
     with netlink_step(f"configuring {ep.ifname} in {ep.netns}"):
         # In a fresh namespace the data interface is the first device after

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from netpipe import interrupt
 from netpipe.backends.netns import Gate, NetnsBackend, Process
 from netpipe.drivers.base import Plan
 from netpipe.errors import MeasurementError
@@ -111,6 +112,7 @@ def _wait_listening(servers: list[Process], ports: list[int]) -> None:
                 f"(ports {sorted(pending)[:5]})."
             )
         if pending:
+            interrupt.check()
             time.sleep(0.005)
 
 

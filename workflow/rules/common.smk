@@ -4,12 +4,16 @@ import re
 from pathlib import Path
 
 from netpipe.config import validate
-from netpipe.errors import ConfigError
+from netpipe.errors import NetpipeError
+from netpipe.iperf.command import resolve_binary
 from netpipe.matrix import dimension_values, expand
 
 try:
     SWEEP = validate(config)
-except ConfigError as exc:
+    # Every cell is measured on this machine: a missing iperf3 is one error
+    # now, rather than every cell failed later.
+    resolve_binary(SWEEP.iperf.binary)
+except NetpipeError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
 CELLS = expand(SWEEP)
