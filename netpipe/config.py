@@ -191,7 +191,14 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
         problems += _auto_mss_problems(data["matrix"])
 
     parent = data["network"]["parent"]
-    if parent is not None:
+    if parent == "lo":
+        # The loopback device cannot carry sub-devices, and netpipe would set
+        # the host's loopback MTU before finding that out.
+        problems.append(
+            "config key 'network.parent' is 'lo', but the loopback device cannot "
+            "be a macvlan or ipvlan parent; name a NIC, or null for a veth uplink."
+        )
+    elif parent is not None:
         try:
             validate_ifname(parent, key="network.parent")
         except ConfigError as exc:

@@ -318,6 +318,11 @@ BAD: list[Any] = [
         id="parent-empty",
     ),
     pytest.param(
+        net(parent="lo"),
+        ["'network.parent'", "'lo'", "loopback", "null for a veth uplink"],
+        id="parent-loopback",
+    ),
+    pytest.param(
         net(parent=".."),
         ["'network.parent'", "'..'", "'.' or '..'"],
         id="parent-dot-dot",
