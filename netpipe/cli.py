@@ -94,6 +94,21 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_drivers(args: argparse.Namespace) -> int:
+    from netpipe.doctor import driver_table
+
+    rows = driver_table(args.parent)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        verdict = "available" if row["available"] == "yes" else row["reason"]
+        print(f"{row['name']:16} {row['source']}")
+        print(f"{'':16} {row['summary'] or ''}")
+        print(f"{'':16} {verdict}")
+    return 0
+
+
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from netpipe.records import cleanup
 
@@ -145,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_doctor)
 
+    p = sub.add_parser("drivers", help="every driver, where it comes from, and why not")
+    p.add_argument("--parent", default=None, help="parent NIC for macvlan/ipvlan")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_drivers)
+
     p = sub.add_parser("cleanup", help="remove leftovers of interrupted cells")
     p.set_defaults(func=_cmd_cleanup)
 
@@ -162,7 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command in ("measure", "cleanup", "doctor") and os.geteuid() != 0:
+    if (
+        args.command in ("measure", "cleanup", "doctor", "drivers")
+        and os.geteuid() != 0
+    ):
         log.warning("netpipe %s needs root to manage namespaces", args.command)
     try:
         return int(args.func(args))
