@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 HAVE_IPERF3 = shutil.which("iperf3") is not None
 DEFAULT_STATE = "/run/netpipe"
+# Tests keep their state folders here, so that concurrent test sessions on one
+# machine can tell each other's namespaces from their own leaks.
+TEST_STATE = Path("/run/netpipe-tests")
 
 needs_root = pytest.mark.skipif(
     not (IS_ROOT and HAVE_IPERF3), reason="needs root and iperf3"
@@ -56,7 +60,10 @@ def foreign_names() -> set[str]:
     it, so those names are not the tests' leaks.
     """
     names: set[str] = set()
-    for path in Path(DEFAULT_STATE, "records").glob("*.json"):
+    others = [Path(DEFAULT_STATE)] + [
+        d for d in TEST_STATE.glob("*") if not d.name.startswith(f"{os.getpid()}-")
+    ]
+    for path in (p for d in others for p in d.glob("records/*.json")):
         try:
             rec = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -81,9 +88,29 @@ def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not leaks, f"{request.node.name} left behind: {leaks}"
 
 
-@pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private folder for leftover records and the testbed lock."""
-    path = tmp_path / "state"
-    monkeypatch.setenv("NETPIPE_STATE_DIR", str(path))
+def new_state_dir() -> Path:
+    """A private state folder, where other test sessions can see its records."""
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=ensure(TEST_STATE)))
+
+
+def ensure(path: Path) -> Path:
+    """Create ``path`` if needed and return it."""
+    path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def state_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private folder for leftover records and the testbed lock."""
+    path = new_state_dir()
+    monkeypatch.setenv("NETPIPE_STATE_DIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_state_dirs() -> Iterator[None]:
+    """Remove this session's state folders when the tests end."""
+    yield
+    for path in TEST_STATE.glob(f"{os.getpid()}-*"):
+        shutil.rmtree(path, ignore_errors=True)

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.conftest import REPO, needs_root, np_namespaces
+from tests.conftest import REPO, needs_root, new_state_dir, np_namespaces
 
 pytestmark = [pytest.mark.root, pytest.mark.workflow, needs_root]
 
@@ -62,7 +62,10 @@ def snakemake(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def project_env(root: Path) -> dict[str, str]:
     """The environment of a project's runs: its own testbed lock and records."""
-    return {**os.environ, "NETPIPE_STATE_DIR": str(root / "state")}
+    state = root / ".state-dir"
+    if not state.exists():
+        state.write_text(str(new_state_dir()))
+    return {**os.environ, "NETPIPE_STATE_DIR": state.read_text()}
 
 
 def measured(done: subprocess.CompletedProcess[str]) -> list[str]:
