@@ -159,7 +159,9 @@ def _run(
     rec.save()
 
     with IPRoute() as host:
-        reason = driver.unavailable_reason(host, config.network.parent, scratch)
+        reason = driver.inapplicable_reason(
+            cell.topology, cell.pairs
+        ) or driver.unavailable_reason(host, config.network.parent, scratch)
         if reason is not None:
             rec.discard()
             result["status"] = "skipped"

@@ -73,6 +73,14 @@ class Driver(ABC):
         """
         return None
 
+    def inapplicable_reason(self, topology: str, pairs: int) -> str | None:
+        """Return why this driver cannot carry a pair in ``topology``, or None.
+
+        Decided from the cell alone, before any probe or provisioning: for
+        example, macvlan's private mode cannot join two endpoints on one node.
+        """
+        return None
+
     @abstractmethod
     def plan(self, plan: Plan) -> None:
         """Fill ``plan.host_links`` with every host-side link it will create."""
