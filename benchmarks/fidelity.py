@@ -40,7 +40,7 @@ from common import (
     write_json,
 )
 
-from netpipe import records, runner
+from netpipe import interrupt, records, runner
 from netpipe.config import Config, validate
 from netpipe.iperf.reader import parse_text
 from netpipe.matrix import Cell
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     hand_runs: list[dict[str, Any]] = []
 
     with (
-        runner._signals_as_interrupts(),
+        interrupt.deferred(),
         hand_testbed() as bed,
         tempfile.TemporaryDirectory(prefix="np-fidelity-") as folder,
     ):

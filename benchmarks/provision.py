@@ -40,13 +40,13 @@ from common import (
 )
 from pyroute2 import IPRoute
 
-from netpipe import records, runner
+from netpipe import interrupt, records, runner
 from netpipe.backends.netns import NetnsBackend
 from netpipe.config import Config, validate
 from netpipe.drivers import Driver, Plan, get_driver, known_drivers
 from netpipe.matrix import Cell
 from netpipe.naming import new_token
-from netpipe.runner import _signals_as_interrupts, _signals_held, make_plan
+from netpipe.runner import make_plan
 
 log = logging.getLogger("provision")
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     t_start = time.monotonic()
 
-    with _signals_as_interrupts():
+    with interrupt.deferred():
         for name in args.drivers:
             result["drivers"][name] = _bench_driver(name, config, args)
         if not args.no_profile:
@@ -222,9 +222,9 @@ def netpipe_cell(
         driver.provision(host, backend, plan)
         runner._check_mtu(host, backend, plan)
     finally:
-        with _signals_held():
-            runner._teardown(driver, host, backend, plan)
-            rec.discard()
+        # Signals only set netpipe's interrupt flag: teardown runs to the end.
+        runner._teardown(driver, host, backend, plan)
+        rec.discard()
     return time.perf_counter() - t0
 
 
