@@ -10,6 +10,7 @@ or ``skipped`` (with the reason); it is never a silent zero.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -170,7 +171,11 @@ def _run(
             return
         plan = make_plan(cell, config, token)
         driver.plan(plan)
-        rec.netns += [ep.netns for ep in plan.endpoints]
+        if config.iperf.mss == "auto" and plan.endpoint_mtu != plan.mtu:
+            settings["mss"] = cell_settings(
+                dataclasses.replace(cell, mtu=plan.endpoint_mtu), config
+            )["mss"]
+        rec.netns += [ep.netns for ep in plan.endpoints] + plan.extra_netns
         rec.links = list(plan.host_links)
         if plan.parent is not None:
             rec.restore_mtu = {plan.parent: link_mtu(host, plan.parent) or 1500}
@@ -193,12 +198,13 @@ def _provision_and_measure(
     timings = result["timings_s"]
     try:
         t = time.monotonic()
-        for ep in plan.endpoints:
+        for name in [ep.netns for ep in plan.endpoints] + plan.extra_netns:
             interrupt.check()
-            backend.create(ep.netns)
+            backend.create(name)
         result["driver"] = driver.provision(host, backend, plan)
         interrupt.check()
         result["driver"]["mtu"] = plan.mtu
+        result["driver"]["endpoint_mtu"] = plan.endpoint_mtu
         _check_mtu(host, backend, plan)
         timings["provision"] = round(time.monotonic() - t, 4)
         log.info(
@@ -266,15 +272,17 @@ def _check_mtu(host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
     wrong = []
     for ep in plan.endpoints:
         got = link_mtu(backend.sockets[ep.netns], ep.ifname)
-        if got != plan.mtu:
-            wrong.append(f"{ep.ifname} in {ep.netns} has {got}")
+        if got != plan.endpoint_mtu:
+            wrong.append(
+                f"{ep.ifname} in {ep.netns} has {got}, not {plan.endpoint_mtu}"
+            )
     names = plan.host_links + ([plan.parent] if plan.parent else [])
     for ifname, got in host_link_mtus(host, names).items():
         if got != plan.mtu:
-            wrong.append(f"{ifname} has {got}")
+            wrong.append(f"{ifname} has {got}, not {plan.mtu}")
     if wrong:
         raise ProvisionError(
-            f"MTU {plan.mtu} did not take on every device: {'; '.join(wrong[:5])}."
+            f"the MTU did not take on every device: {'; '.join(wrong[:5])}."
         )
 
 
@@ -282,8 +290,8 @@ def _teardown(
     driver: Driver, host: IPRoute, backend: NetnsBackend, plan: Plan
 ) -> set[str]:
     """Remove namespaces, then host links; return any link still present."""
-    for ep in plan.endpoints:
-        backend.remove(ep.netns)
+    for name in [ep.netns for ep in plan.endpoints] + plan.extra_netns:
+        backend.remove(name)
     backend.close()
     driver.teardown(host, plan)
 

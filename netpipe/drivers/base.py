@@ -51,6 +51,16 @@ class Plan:
     # RCU grace period per link.
     follow_endpoints: set[str] = field(default_factory=set)
     restore_mtu: dict[str, int] = field(default_factory=dict)
+    # Namespaces a driver needs besides the endpoints' (vxlan's node
+    # namespaces): the runner records, creates and removes them with those.
+    extra_netns: list[str] = field(default_factory=list)
+    # The MTU of the endpoints' data interfaces, below the cell's when a
+    # driver encapsulates (vxlan); 0 means the cell's MTU.
+    endpoint_mtu: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.endpoint_mtu:
+            self.endpoint_mtu = self.mtu
 
     def name(self, suffix: str) -> str:
         """Return a host-side name for this cell: np<token><suffix>."""

@@ -3,7 +3,8 @@
 All sub-devices share the parent's MAC address; the parent steers packets to
 them by IP address and they are routed, so broadcast and multicast do not
 work. Not every kernel has ipvlan (CONFIG_IPVLAN), so the driver probes for it
-in a throwaway namespace before a cell is provisioned.
+in a throwaway namespace before a cell is provisioned. The L2 and L3S modes
+are subclasses that differ only in the mode they ask for.
 """
 
 from __future__ import annotations
@@ -79,3 +80,19 @@ class IpvlanL3(Driver):
             "parent": parent,
             "parent_is_uplink": plan.parent is None,
         }
+
+
+class IpvlanL2(IpvlanL3):
+    """ipvlan sub-devices in L2 mode: switched by MAC, broadcast works."""
+
+    name = "ipvlan-l2"
+    summary = "ipvlan sub-device per endpoint, L2 mode"
+    mode = "l2"
+
+
+class IpvlanL3s(IpvlanL3):
+    """ipvlan sub-devices in L3S mode: L3 with the netfilter hooks of the host."""
+
+    name = "ipvlan-l3s"
+    summary = "ipvlan sub-device per endpoint, L3S mode"
+    mode = "l3s"
