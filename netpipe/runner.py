@@ -170,7 +170,11 @@ def _run(
             log.warning("cell %s: skipped: %s", cell.label(), reason)
             return
         plan = make_plan(cell, config, token)
-        driver.plan(plan)
+        try:
+            driver.plan(plan)
+        except NetpipeError:
+            rec.discard()  # nothing is created before the plan is whole
+            raise
         if config.iperf.mss == "auto" and plan.endpoint_mtu != plan.mtu:
             settings["mss"] = cell_settings(
                 dataclasses.replace(cell, mtu=plan.endpoint_mtu), config

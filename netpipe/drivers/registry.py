@@ -18,15 +18,33 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from netpipe.drivers.base import Driver
-from netpipe.drivers.ipvlan import IpvlanL3
-from netpipe.drivers.macvlan import MacvlanBridge
+from netpipe.drivers.ipvlan import IpvlanL2, IpvlanL3, IpvlanL3s
+from netpipe.drivers.macvlan import (
+    MacvlanBridge,
+    MacvlanPassthru,
+    MacvlanPrivate,
+    MacvlanVepa,
+)
+from netpipe.drivers.ovs import Ovs
 from netpipe.drivers.veth_bridge import VethBridge
+from netpipe.drivers.vxlan import Vxlan
 from netpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 GROUP = "netpipe.drivers"
-BUILTIN: tuple[type[Driver], ...] = (VethBridge, MacvlanBridge, IpvlanL3)
+BUILTIN: tuple[type[Driver], ...] = (
+    VethBridge,
+    MacvlanBridge,
+    MacvlanPrivate,
+    MacvlanVepa,
+    MacvlanPassthru,
+    IpvlanL3,
+    IpvlanL2,
+    IpvlanL3s,
+    Vxlan,
+    Ovs,
+)
 
 
 @cache
