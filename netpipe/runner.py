@@ -86,6 +86,7 @@ def make_plan(cell: Cell, config: Config, token: str) -> Plan:
         mtu=cell.mtu,
         endpoints=endpoints,
         parent=config.network.parent,
+        base_port=config.iperf.base_port,
     )
 
 

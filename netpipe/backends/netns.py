@@ -151,12 +151,14 @@ class NetnsBackend:
 
     def spawn(
         self,
-        name: str,
+        name: str | None,
         argv: Sequence[str],
         *,
         gate: Gate | None = None,
     ) -> Process:
         """Start ``argv`` inside namespace ``name``; with a gate, hold it there.
+
+        ``name`` None means the namespace netpipe started in (the host driver).
 
         The process is forked by hand rather than through ``subprocess``,
         whose Popen waits for the exec and so cannot hold a child at a gate.
@@ -167,7 +169,10 @@ class NetnsBackend:
         # Both files live as long as the Process that owns them.
         stdout = tempfile.TemporaryFile()  # noqa: SIM115
         stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        nsfd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
+        if name is None:
+            nsfd = os.dup(self._home)
+        else:
+            nsfd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
         parent = os.getpid()
         try:
             pid = os.fork()
@@ -181,7 +186,7 @@ class NetnsBackend:
             ) from exc
         finally:
             os.close(nsfd)
-        return Process(pid, argv, name, stdout, stderr)
+        return Process(pid, argv, name or "the starting namespace", stdout, stderr)
 
     def _go_home(self) -> None:
         if _libc.setns(self._home, CLONE_NEWNET) != 0:

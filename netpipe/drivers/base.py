@@ -35,6 +35,11 @@ class Endpoint:
     pair: int
     address: ipaddress.IPv4Interface
     ifname: str = ENDPOINT_IFNAME
+    # Set by drivers whose traffic does not go to the endpoint's own address:
+    # a server listens on ``listen_on``, a client dials ``connect_to``
+    # (veth-nat's published address, the host driver's loopback).
+    listen_on: str | None = None
+    connect_to: str | None = None
 
 
 @dataclass
@@ -51,6 +56,10 @@ class Plan:
     # RCU grace period per link.
     follow_endpoints: set[str] = field(default_factory=set)
     restore_mtu: dict[str, int] = field(default_factory=dict)
+    # iperf3 runs in the namespace netpipe started in, not in the endpoints.
+    host_network: bool = False
+    # The first iperf3 port (iperf.base_port); pair i uses base_port + i.
+    base_port: int = 5201
     # Namespaces a driver needs besides the endpoints' (vxlan's node
     # namespaces): the runner records, creates and removes them with those.
     extra_netns: list[str] = field(default_factory=list)

@@ -18,6 +18,7 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from netpipe.drivers.base import Driver
+from netpipe.drivers.host import Host
 from netpipe.drivers.ipvlan import IpvlanL2, IpvlanL3, IpvlanL3s
 from netpipe.drivers.macvlan import (
     MacvlanBridge,
@@ -26,7 +27,9 @@ from netpipe.drivers.macvlan import (
     MacvlanVepa,
 )
 from netpipe.drivers.ovs import Ovs
+from netpipe.drivers.routed import Routed
 from netpipe.drivers.veth_bridge import VethBridge
+from netpipe.drivers.veth_nat import VethNat
 from netpipe.drivers.vxlan import Vxlan
 from netpipe.errors import ConfigError
 
@@ -44,6 +47,9 @@ BUILTIN: tuple[type[Driver], ...] = (
     IpvlanL3s,
     Vxlan,
     Ovs,
+    Routed,
+    VethNat,
+    Host,
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from netpipe import interrupt
 from netpipe.backends.netns import Gate, NetnsBackend, Process
-from netpipe.drivers.base import Plan
+from netpipe.drivers.base import Endpoint, Plan
 from netpipe.errors import MeasurementError
 from netpipe.iperf.command import IperfOptions, client_command, server_command
 from netpipe.iperf.reader import parse_text
@@ -53,8 +53,9 @@ def run_pairs(
     try:
         srv = []
         for ep in servers:
-            argv = server_command(opts.binary, str(ep.address.ip), base_port + ep.pair)
-            srv.append(backend.spawn(ep.netns, argv))
+            address = ep.listen_on or str(ep.address.ip)
+            argv = server_command(opts.binary, address, base_port + ep.pair)
+            srv.append(backend.spawn(_where(plan, ep), argv))
         started += srv
         on_spawn(srv)
         _wait_listening(srv, [base_port + ep.pair for ep in servers])
@@ -63,8 +64,9 @@ def run_pairs(
         try:
             cli = []
             for ep, server in zip(clients, servers, strict=True):
-                argv = client_command(opts, str(server.address.ip), base_port + ep.pair)
-                cli.append(backend.spawn(ep.netns, argv, gate=gate))
+                target = ep.connect_to or str(server.address.ip)
+                argv = client_command(opts, target, base_port + ep.pair)
+                cli.append(backend.spawn(_where(plan, ep), argv, gate=gate))
             started += cli
             on_spawn(cli)
             gate.open()
@@ -89,6 +91,11 @@ def run_pairs(
             p.close()
 
     return _judge(pairs, timed_out, limit_s, released)
+
+
+def _where(plan: Plan, ep: Endpoint) -> str | None:
+    """The namespace ``ep``'s iperf3 runs in; None is the one netpipe started in."""
+    return None if plan.host_network else ep.netns
 
 
 def _wait_listening(servers: list[Process], ports: list[int]) -> None:
