@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from netpipe.drivers import get_driver
 from netpipe.iperf import parse_text
 from netpipe.matrix import Cell
 from netpipe.naming import new_token
+from netpipe.records import Record, cleanup
 from netpipe.runner import make_plan, measure
 from tests.conftest import needs_root, np_links, np_namespaces
 
@@ -149,11 +152,8 @@ def test_host_cell_runs_over_loopback_and_says_the_mtu_did_not_apply(
     assert_token_gone(result, state_dir)
 
 
-def test_host_endpoints_keep_their_names_but_carry_no_traffic(
-    tmp_path: Path, state_dir: Path
-) -> None:
-    token = new_token()
-    plan = make_plan(Cell("local", "host", "tcp", 1500, 1, 1), config(), token)
+def test_host_plan_runs_iperf3_in_the_starting_namespace_over_loopback() -> None:
+    plan = make_plan(Cell("local", "host", "tcp", 1500, 1, 1), config(), new_token())
 
     get_driver("host").plan(plan)
 
@@ -163,3 +163,47 @@ def test_host_endpoints_keep_their_names_but_carry_no_traffic(
         "127.0.0.1",
         "127.0.0.1",
     ]
+
+
+CHILD = """
+import sys
+from netpipe.config import validate
+from netpipe.matrix import Cell
+from netpipe.runner import measure
+m = [{"driver": [sys.argv[1]], "protocol": ["tcp"], "mtu": [1500], "pairs": [1]}]
+c = validate({"matrix": m, "iperf": {"duration_s": 30, "omit_s": 0}})
+measure(Cell("local", sys.argv[1], "tcp", 1500, 1, 1), c, sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("driver", ["routed", "veth-nat"])
+def test_killed_cell_leaves_its_router_namespace_to_cleanup(
+    driver: str, tmp_path: Path, state_dir: Path
+) -> None:
+    argv = [sys.executable, "-c", CHILD, driver, str(tmp_path / "c.json")]
+    child = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        router = None
+        while time.monotonic() < deadline and router is None:
+            for path in (state_dir / "records").glob("*.json"):
+                try:
+                    rec = Record.load(path)
+                except (OSError, ValueError):
+                    continue
+                routers = [n for n in rec.netns if n.endswith("rt")]
+                # Wait until iperf3 runs, so the whole data path exists.
+                if routers and rec.processes and routers[0] in np_namespaces():
+                    router = routers[0]
+            time.sleep(0.05)
+        assert router is not None, "the cell never provisioned its router"
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert router in np_namespaces(), "a SIGKILL leaves the router for cleanup"
+
+    removed = cleanup()
+
+    assert router in removed[0]["netns"]
+    assert router not in np_namespaces()
+    assert not (tmp_path / "c.json").exists()
