@@ -152,6 +152,25 @@ def test_new_pair_count_measures_only_new_cells(swept: Path, tmp_path: Path) -> 
     assert pl.read_csv(root / "results" / "summary.csv").height == 12
 
 
+def test_new_driver_measures_only_its_cells(swept: Path, tmp_path: Path) -> None:
+    root = copy_of(swept, tmp_path)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["matrix"][0]["driver"].append("routed")
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    before = cell_files(root)
+
+    done = snakemake(root)
+
+    new = measured(done)
+    assert sorted(new) == [
+        "results/raw/local/routed/tcp/mtu1500/pairs1/rep1.json",
+        "results/raw/local/routed/udp/mtu1500/pairs1/rep1.json",
+    ]
+    assert all(cell_files(root)[k] == v for k, v in before.items())
+    summary = pl.read_csv(root / "results" / "summary.csv")
+    assert "routed" in set(summary["driver"])
+
+
 def test_editing_report_code_does_not_measure_again(
     swept: Path, tmp_path: Path
 ) -> None:

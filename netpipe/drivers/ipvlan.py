@@ -15,24 +15,22 @@ from pyroute2 import IPRoute
 
 from netpipe.backends.netns import NetnsBackend
 from netpipe.drivers import lower
-from netpipe.drivers.base import (
-    ENDPOINT_IFINDEX,
-    Driver,
-    Plan,
-    configure_endpoint,
-    netlink_step,
-    probe_kind,
-)
+from netpipe.drivers.base import probe_kind
 
 IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
 
 
-class IpvlanL3(Driver):
+class IpvlanL3(lower.SubDeviceDriver):
     """ipvlan sub-devices in L3 mode on one parent."""
 
     name = "ipvlan-l3"
     summary = "ipvlan sub-device per endpoint, L3 mode"
+    kind = "ipvlan"
     mode = "l3"
+
+    def mode_attrs(self) -> dict[str, Any]:
+        """Ask for the mode by its number."""
+        return {"ipvlan_mode": IPVLAN_MODES[self.mode]}
 
     def unavailable_reason(
         self, host: IPRoute, parent: str | None, scratch: str
@@ -40,9 +38,7 @@ class IpvlanL3(Driver):
         """Probe for ipvlan support, then check the parent."""
         backend = NetnsBackend()
         try:
-            error = probe_kind(
-                backend, scratch, "ipvlan", ipvlan_mode=IPVLAN_MODES[self.mode]
-            )
+            error = probe_kind(backend, scratch, "ipvlan", **self.mode_attrs())
         finally:
             backend.close()
         if error is not None:
@@ -51,35 +47,6 @@ class IpvlanL3(Driver):
                 "built without ipvlan support (CONFIG_IPVLAN)."
             )
         return lower.parent_reason(host, parent)
-
-    def plan(self, plan: Plan) -> None:
-        """Sub-devices are created inside the endpoints; only the uplink is ours."""
-        lower.plan_uplink(plan)
-
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
-        """Create one ipvlan per endpoint directly inside its namespace."""
-        parent_idx, parent = lower.prepare_parent(host, plan)
-        for ep in plan.endpoints:
-            with netlink_step(f"creating ipvlan for {ep.netns} on {parent}"):
-                host.link(
-                    "add",
-                    ifname=ep.ifname,
-                    index=ENDPOINT_IFINDEX,
-                    kind="ipvlan",
-                    link=parent_idx,
-                    ipvlan_mode=IPVLAN_MODES[self.mode],
-                    mtu=plan.mtu,
-                    net_ns_fd=ep.netns,
-                )
-            configure_endpoint(backend, ep, plan.mtu)
-        return {
-            "name": self.name,
-            "mode": self.mode,
-            "parent": parent,
-            "parent_is_uplink": plan.parent is None,
-        }
 
 
 class IpvlanL2(IpvlanL3):

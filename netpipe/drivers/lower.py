@@ -8,10 +8,65 @@ host's own interfaces is touched.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pyroute2 import IPRoute
 
-from netpipe.drivers.base import Plan, netlink_step
+from netpipe.backends.netns import NetnsBackend
+from netpipe.drivers.base import (
+    ENDPOINT_IFINDEX,
+    Driver,
+    Plan,
+    configure_endpoint,
+    netlink_step,
+)
 from netpipe.errors import ProvisionError
+
+
+class SubDeviceDriver(Driver):
+    """A sub-device of one parent per endpoint (macvlan, ipvlan), by mode."""
+
+    kind: ClassVar[str]
+    mode: ClassVar[str]
+
+    def mode_attrs(self) -> dict[str, Any]:
+        """The netlink attributes that select this driver's mode."""
+        raise NotImplementedError
+
+    def unavailable_reason(
+        self, host: IPRoute, parent: str | None, scratch: str
+    ) -> str | None:
+        """Check the configured parent."""
+        return parent_reason(host, parent)
+
+    def plan(self, plan: Plan) -> None:
+        """Sub-devices are created inside the endpoints; only the uplink is ours."""
+        plan_uplink(plan)
+
+    def provision(
+        self, host: IPRoute, backend: NetnsBackend, plan: Plan
+    ) -> dict[str, Any]:
+        """Create one sub-device per endpoint directly inside its namespace."""
+        parent_idx, parent = prepare_parent(host, plan)
+        for ep in plan.endpoints:
+            with netlink_step(f"creating {self.kind} for {ep.netns} on {parent}"):
+                host.link(
+                    "add",
+                    ifname=ep.ifname,
+                    index=ENDPOINT_IFINDEX,
+                    kind=self.kind,
+                    link=parent_idx,
+                    mtu=plan.mtu,
+                    net_ns_fd=ep.netns,
+                    **self.mode_attrs(),
+                )
+            configure_endpoint(backend, ep, plan.mtu)
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "parent": parent,
+            "parent_is_uplink": plan.parent is None,
+        }
 
 
 def plan_uplink(plan: Plan) -> None:

@@ -11,64 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyroute2 import IPRoute
-
-from netpipe.backends.netns import NetnsBackend
 from netpipe.drivers import lower
-from netpipe.drivers.base import (
-    ENDPOINT_IFINDEX,
-    Driver,
-    Plan,
-    configure_endpoint,
-    netlink_step,
-)
 
 # The topology with both endpoints of a pair on one node; every other one
 # (``switched``) puts a pair's server and client on different nodes.
 LOCAL = "local"
 
 
-class MacvlanBridge(Driver):
+class MacvlanBridge(lower.SubDeviceDriver):
     """macvlan sub-devices in bridge mode on one parent."""
 
     name = "macvlan-bridge"
     summary = "macvlan sub-device per endpoint, bridge mode"
+    kind = "macvlan"
     mode = "bridge"
 
-    def unavailable_reason(
-        self, host: IPRoute, parent: str | None, scratch: str
-    ) -> str | None:
-        """macvlan is probed at provisioning; only the parent is checked here."""
-        return lower.parent_reason(host, parent)
-
-    def plan(self, plan: Plan) -> None:
-        """Sub-devices are created inside the endpoints; only the uplink is ours."""
-        lower.plan_uplink(plan)
-
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
-        """Create one macvlan per endpoint directly inside its namespace."""
-        parent_idx, parent = lower.prepare_parent(host, plan)
-        for ep in plan.endpoints:
-            with netlink_step(f"creating macvlan for {ep.netns} on {parent}"):
-                host.link(
-                    "add",
-                    ifname=ep.ifname,
-                    index=ENDPOINT_IFINDEX,
-                    kind="macvlan",
-                    link=parent_idx,
-                    macvlan_mode=self.mode,
-                    mtu=plan.mtu,
-                    net_ns_fd=ep.netns,
-                )
-            configure_endpoint(backend, ep, plan.mtu)
-        return {
-            "name": self.name,
-            "mode": self.mode,
-            "parent": parent,
-            "parent_is_uplink": plan.parent is None,
-        }
+    def mode_attrs(self) -> dict[str, Any]:
+        """Ask for the mode by its name."""
+        return {"macvlan_mode": self.mode}
 
 
 class MacvlanPrivate(MacvlanBridge):
