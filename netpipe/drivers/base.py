@@ -155,6 +155,24 @@ def configure_endpoint(backend: NetnsBackend, ep: Endpoint, mtu: int) -> None:
         )
 
 
+def add_endpoint_veth(
+    sock: IPRoute, outer: str, ep: Endpoint, mtu: int, **attrs: Any
+) -> None:
+    """Create a veth whose end ``outer`` stays with ``sock`` and whose peer is
+    the endpoint's data interface, inside its namespace; ``attrs`` such as
+    ``master`` apply to the outer end."""
+    with netlink_step(f"creating veth {outer} for {ep.netns}"):
+        sock.link(
+            "add",
+            ifname=outer,
+            kind="veth",
+            mtu=mtu,
+            state="up",
+            peer={"ifname": ep.ifname, "net_ns_fd": ep.netns, "mtu": mtu},
+            **attrs,
+        )
+
+
 def delete_link(host: IPRoute, ifname: str) -> bool:
     """Delete a link by name if it exists; return whether it did."""
     try:

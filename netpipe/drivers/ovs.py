@@ -21,7 +21,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from netpipe.backends.netns import NetnsBackend
-from netpipe.drivers.base import Driver, Plan, configure_endpoint, netlink_step
+from netpipe.drivers.base import (
+    Driver,
+    Plan,
+    add_endpoint_veth,
+    configure_endpoint,
+    netlink_step,
+)
 from netpipe.errors import ProvisionError
 
 log = logging.getLogger(__name__)
@@ -78,15 +84,7 @@ class Ovs(Driver):
         ports: list[str] = []
         for ep in plan.endpoints:
             outer = _host_end(plan, ep.role, ep.pair)
-            with netlink_step(f"creating veth {outer} for {ep.netns}"):
-                host.link(
-                    "add",
-                    ifname=outer,
-                    kind="veth",
-                    mtu=plan.mtu,
-                    state="up",
-                    peer={"ifname": ep.ifname, "net_ns_fd": ep.netns, "mtu": plan.mtu},
-                )
+            add_endpoint_veth(host, outer, ep, plan.mtu)
             ports += ["--", "add-port", bridge, outer]
             configure_endpoint(backend, ep, plan.mtu)
         # One ovs-vsctl transaction for every port: a call per port costs a

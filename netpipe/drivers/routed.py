@@ -16,7 +16,13 @@ from pyroute2 import IPRoute
 
 from netpipe.backends.netns import NetnsBackend
 from netpipe.drivers import router
-from netpipe.drivers.base import Driver, Plan, configure_endpoint, netlink_step
+from netpipe.drivers.base import (
+    Driver,
+    Plan,
+    add_endpoint_veth,
+    configure_endpoint,
+    netlink_step,
+)
 
 
 class Routed(Driver):
@@ -43,15 +49,8 @@ class Routed(Driver):
         routes = []
         for ep in plan.endpoints:
             outer = _router_end(plan, ep.role, ep.pair)
-            with netlink_step(f"creating veth {outer} in {rt_name} for {ep.netns}"):
-                rt.link(
-                    "add",
-                    ifname=outer,
-                    kind="veth",
-                    mtu=plan.mtu,
-                    state="up",
-                    peer={"ifname": ep.ifname, "net_ns_fd": ep.netns, "mtu": plan.mtu},
-                )
+            add_endpoint_veth(rt, outer, ep, plan.mtu)
+            with netlink_step(f"routing {ep.address.ip} to {outer} in {rt_name}"):
                 idx = rt.link_lookup(ifname=outer)[0]
                 rt.route("add", dst=f"{ep.address.ip}/32", oif=idx)
             # Proxy ARP replies at once rather than after up to 0.8 s, as in

@@ -11,7 +11,13 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from netpipe.backends.netns import NetnsBackend
-from netpipe.drivers.base import Driver, Plan, configure_endpoint, netlink_step
+from netpipe.drivers.base import (
+    Driver,
+    Plan,
+    add_endpoint_veth,
+    configure_endpoint,
+    netlink_step,
+)
 
 
 class VethBridge(Driver):
@@ -38,16 +44,7 @@ class VethBridge(Driver):
 
         for ep in plan.endpoints:
             outer = _host_end(plan, ep.role, ep.pair)
-            with netlink_step(f"creating veth {outer} for {ep.netns}"):
-                host.link(
-                    "add",
-                    ifname=outer,
-                    kind="veth",
-                    mtu=plan.mtu,
-                    master=bridge_idx,
-                    state="up",
-                    peer={"ifname": ep.ifname, "net_ns_fd": ep.netns, "mtu": plan.mtu},
-                )
+            add_endpoint_veth(host, outer, ep, plan.mtu, master=bridge_idx)
             configure_endpoint(backend, ep, plan.mtu)
 
         return {"name": self.name, "bridge": bridge, "bridge_type": "linux"}
