@@ -15,8 +15,9 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,13 @@ def leftovers(rec: records.Record) -> list[str]:
     found = [n for n in rec.netns if os.path.exists(os.path.join(NETNS_DIR, n))]
     found += [n for n in rec.links if os.path.exists(os.path.join(SYS_NET, n))]
     return found
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a benchmark's main; turn its known failures into one-line exits."""
+    try:
+        sys.exit(main())
+    except BenchmarkError as exc:
+        sys.exit(f"benchmark failed: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; everything created was removed.")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from common import (
     preflight,
     recorded,
     run,
+    run_main,
     setup_logging,
     summary,
     testbed,
@@ -306,9 +306,4 @@ def _print(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkError as exc:
-        sys.exit(f"benchmark failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted; everything created was removed.")
+    run_main(main)

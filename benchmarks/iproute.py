@@ -37,7 +37,7 @@ from pathlib import Path
 from common import SYS_NET, BenchmarkError, run
 
 from netpipe.drivers.base import Plan
-from netpipe.drivers.veth_bridge import _host_end
+from netpipe.drivers.veth_bridge import host_end
 
 # The link-gone wait polls this often; netpipe's own loop sleeps 20 ms.
 POLL_S = 0.002
@@ -56,6 +56,10 @@ class BatchFiles:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+# The drivers this yardstick rebuilds with iproute2 alone: the study's three.
+YARDSTICK_DRIVERS = ("veth-bridge", "macvlan-bridge", "ipvlan-l3")
+
+
 def write_batches(plan: Plan, driver: str, folder: Path) -> BatchFiles:
     """Write the host, per-namespace and teardown batch files of ``plan``."""
     mtu = plan.mtu
@@ -66,13 +70,13 @@ def write_batches(plan: Plan, driver: str, folder: Path) -> BatchFiles:
         bridge = plan.name("br")
         host += [f"link add {bridge} mtu {mtu} type bridge", f"link set {bridge} up"]
         for ep in plan.endpoints:
-            outer = _host_end(plan, ep.role, ep.pair)
+            outer = host_end(plan, ep.role, ep.pair)
             host.append(
                 f"link add {outer} mtu {mtu} master {bridge} up type veth "
                 f"peer name {ep.ifname} mtu {mtu} netns {ep.netns}"
             )
             inside[ep.netns] = [f"link set dev {ep.ifname} up"]
-    elif driver == "macvlan-bridge":
+    elif driver in ("macvlan-bridge", "ipvlan-l3"):
         if plan.parent is not None:
             raise BenchmarkError("the yardstick supports only the veth uplink.")
         up0, up1 = plan.name("u0"), plan.name("u1")
@@ -81,10 +85,11 @@ def write_batches(plan: Plan, driver: str, folder: Path) -> BatchFiles:
             f"link set {up0} up",
             f"link set {up1} up",
         ]
+        kind = "macvlan mode bridge" if driver == "macvlan-bridge" else "ipvlan mode l3"
         for ep in plan.endpoints:
             host.append(
                 f"link add link {up0} name {ep.ifname} netns {ep.netns} mtu {mtu} "
-                "up type macvlan mode bridge"
+                f"up type {kind}"
             )
             inside[ep.netns] = []
     else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from common import (
     machine,
     preflight,
     recorded,
+    run_main,
     setup_logging,
     summary,
     testbed,
@@ -43,7 +43,7 @@ from pyroute2 import IPRoute
 from netpipe import interrupt, records, runner
 from netpipe.backends.netns import NetnsBackend
 from netpipe.config import Config, validate
-from netpipe.drivers import Driver, Plan, get_driver, known_drivers
+from netpipe.drivers import Driver, Plan, get_driver
 from netpipe.matrix import Cell
 from netpipe.naming import new_token
 from netpipe.runner import make_plan
@@ -125,8 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--drivers",
         nargs="+",
-        default=sorted(known_drivers()),
-        choices=sorted(known_drivers()),
+        default=sorted(iproute.YARDSTICK_DRIVERS),
+        choices=sorted(iproute.YARDSTICK_DRIVERS),
     )
     p.add_argument(
         "--ip-jobs",
@@ -366,9 +366,4 @@ def _cell(s: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkError as exc:
-        sys.exit(f"benchmark failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted; everything created was removed.")
+    run_main(main)

@@ -28,6 +28,7 @@ from netpipe.drivers.base import (
     configure_endpoint,
     netlink_step,
 )
+from netpipe.drivers.veth_bridge import host_end, plan_bridge_ports
 from netpipe.errors import ProvisionError
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,7 @@ class Ovs(Driver):
 
     def plan(self, plan: Plan) -> None:
         """Name the bridge and one host-side veth end per endpoint."""
-        ends = [_host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
-        plan.host_links = [plan.name("ovs"), *ends]
-        plan.follow_endpoints = set(ends)
+        plan_bridge_ports(plan, plan.name("ovs"))
 
     def provision(
         self, host: IPRoute, backend: NetnsBackend, plan: Plan
@@ -83,7 +82,7 @@ class Ovs(Driver):
 
         ports: list[str] = []
         for ep in plan.endpoints:
-            outer = _host_end(plan, ep.role, ep.pair)
+            outer = host_end(plan, ep.role, ep.pair)
             add_endpoint_veth(host, outer, ep, plan.mtu)
             ports += ["--", "add-port", bridge, outer]
             configure_endpoint(backend, ep, plan.mtu)
@@ -152,7 +151,3 @@ def _run(argv: list[str]) -> str | None:
     if done.returncode != 0:
         return done.stderr.strip() or f"exit status {done.returncode}"
     return None
-
-
-def _host_end(plan: Plan, role: str, pair: int) -> str:
-    return plan.name(f"v{role[0]}{pair}")

@@ -28,9 +28,7 @@ class VethBridge(Driver):
 
     def plan(self, plan: Plan) -> None:
         """Name the bridge and one host-side veth end per endpoint."""
-        ends = [_host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
-        plan.host_links = [plan.name("br"), *ends]
-        plan.follow_endpoints = set(ends)
+        plan_bridge_ports(plan, plan.name("br"))
 
     def provision(
         self, host: IPRoute, backend: NetnsBackend, plan: Plan
@@ -43,12 +41,25 @@ class VethBridge(Driver):
             host.link("set", index=bridge_idx, state="up")
 
         for ep in plan.endpoints:
-            outer = _host_end(plan, ep.role, ep.pair)
+            outer = host_end(plan, ep.role, ep.pair)
             add_endpoint_veth(host, outer, ep, plan.mtu, master=bridge_idx)
             configure_endpoint(backend, ep, plan.mtu)
 
         return {"name": self.name, "bridge": bridge, "bridge_type": "linux"}
 
 
-def _host_end(plan: Plan, role: str, pair: int) -> str:
+def host_end(plan: Plan, role: str, pair: int) -> str:
+    """Name the host-side end of an endpoint's veth pair."""
     return plan.name(f"v{role[0]}{pair}")
+
+
+def plan_bridge_ports(plan: Plan, bridge: str) -> list[str]:
+    """Plan a bridge with one veth port per endpoint; return the port names.
+
+    The ports vanish with their endpoints' namespaces, so teardown waits for
+    them instead of deleting each one.
+    """
+    ends = [host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
+    plan.host_links = [bridge, *ends]
+    plan.follow_endpoints = set(ends)
+    return ends

@@ -23,7 +23,7 @@ from pyroute2 import IPRoute
 from netpipe.backends.netns import NetnsBackend
 from netpipe.drivers import router
 from netpipe.drivers.base import Plan, netlink_step
-from netpipe.drivers.veth_bridge import VethBridge, _host_end
+from netpipe.drivers.veth_bridge import VethBridge, host_end
 from netpipe.errors import ProvisionError
 from netpipe.naming import check_own_name
 
@@ -80,7 +80,7 @@ class VethNat(VethBridge):
         rt = router.create_router(backend, plan)
         settings = super().provision(rt, backend, plan)
         bridge = settings["bridge"]
-        ends = [_host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
+        ends = [host_end(plan, ep.role, ep.pair) for ep in plan.endpoints]
         router.check_router_mtu(rt, plan, [bridge, *ends])
 
         published = _published_address(plan)
