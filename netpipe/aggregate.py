@@ -1,11 +1,11 @@
 """From raw cell result files to one frame of pairs and a summary per matrix point.
 
 This module owns the aggregate step of the flow: it reads every
-``results/raw/<topology>/<driver>/<protocol>/mtu<M>/pairs<N>/rep<R>.json``,
+``results/raw/<topology>/<backend>/<driver>/<protocol>/mtu<M>/pairs<N>/rep<R>.json``,
 re-parses each pair's stored iperf3 output with ``netpipe.iperf.reader`` (so a
 reader fix applies without measuring again), and writes
 ``results/cells.parquet`` (one row per pair per cell) and
-``results/summary.csv`` (one row per topology, driver, protocol, MTU and pair
+``results/summary.csv`` (one row per topology, backend, driver, protocol, MTU and pair
 count, over its repetitions). A cell that failed or was skipped keeps its row,
 status and reason; its throughput is null, never zero.
 """
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CELL_FORMAT = "netpipe-cell/1"
 CELL_STATUSES = ("ok", "failed", "skipped")
-COORDINATES = ("topology", "driver", "protocol", "mtu", "pairs")
+COORDINATES = ("topology", "backend", "driver", "protocol", "mtu", "pairs")
 PROVENANCE_KEYS = (
     *("kernel", "iperf3_version", "cpu_model", "cpu_count"),
     *("hostname", "netpipe_version", "python"),
@@ -56,7 +56,7 @@ _TEXT, _INT, _FLOAT = pl.String(), pl.Int64(), pl.Float64()
 # One row per pair. The cell-level columns repeat on each row of the cell,
 # which parquet's dictionary encoding stores once.
 CELLS_SCHEMA: dict[str, pl.DataType] = {
-    **dict.fromkeys(["path", "topology", "driver", "protocol"], _TEXT),
+    **dict.fromkeys(["path", "topology", "backend", "driver", "protocol"], _TEXT),
     **dict.fromkeys(["mtu", "pairs", "rep"], _INT),
     **dict.fromkeys(["status", "reason", "error_class"], _TEXT),
     **dict.fromkeys(["started_at", "ended_at"], pl.Datetime("us", "UTC")),
@@ -97,7 +97,7 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 
 def find_cells(raw_dir: str | Path) -> list[Path]:
     """List the cell result files under a ``results/raw`` folder, sorted."""
-    return sorted(Path(raw_dir).glob("*/*/*/mtu*/pairs*/rep*.json"))
+    return sorted(Path(raw_dir).glob("*/*/*/*/mtu*/pairs*/rep*.json"))
 
 
 def read_cells(paths: Iterable[str | Path]) -> pl.DataFrame:
@@ -308,8 +308,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 def _cell_columns(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The cell-level columns of one result file, with its coordinates checked."""
-    cell = doc["cell"]
-    for key in COORDINATES[:3]:
+    # Files written before the backend dimension existed are netns cells.
+    cell = {"backend": "netns", **doc["cell"]}
+    for key in COORDINATES[:4]:
         if not isinstance(cell.get(key), str) or not cell[key]:
             raise NetpipeError(
                 f"Result file {path} has cell.{key} = {cell.get(key)!r}, "
@@ -371,7 +372,7 @@ def _pair_columns(path: Path, pair: dict[str, Any]) -> dict[str, Any]:
 def _check_location(path: Path, cell: dict[str, Any]) -> None:
     """Refuse a file whose results/raw location names another cell than its content."""
     expected = (
-        *(cell["topology"], cell["driver"], cell["protocol"]),
+        *(cell["topology"], cell["backend"], cell["driver"], cell["protocol"]),
         *(f"mtu{cell['mtu']}", f"pairs{cell['pairs']}", f"rep{cell['rep']}.json"),
     )
     parts = path.parts[-len(expected) :]

@@ -23,7 +23,13 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from netpipe.runner import measure
 
     cell = Cell(
-        args.topology, args.driver, args.protocol, args.mtu, args.pairs, args.rep
+        args.topology,
+        args.driver,
+        args.protocol,
+        args.mtu,
+        args.pairs,
+        args.rep,
+        args.backend,
     )
     config = for_one_cell(load(args.config), cell)
     output = args.output or cell.path(args.results)
@@ -45,6 +51,7 @@ def for_one_cell(config: Config, cell: Cell) -> Config:
     """Validate a cell given by options as the config's only sub-matrix."""
     one = {
         "topology": [cell.topology],
+        "backend": [cell.backend],
         "driver": [cell.driver],
         "protocol": [cell.protocol],
         "mtu": [cell.mtu],
@@ -141,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("measure", help="measure one cell and write its result file")
     p.add_argument("--config", default="config/config.yaml", type=Path)
     p.add_argument("--topology", default="local")
+    p.add_argument("--backend", default="netns", help="netns or docker")
     p.add_argument("--driver", required=True)
     p.add_argument("--protocol", choices=["tcp", "udp"], default="tcp")
     p.add_argument("--mtu", type=int, default=1500)

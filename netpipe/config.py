@@ -83,6 +83,15 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class DockerSettings:
+    """The engine and image of the docker backend."""
+
+    url: str | None = None
+    image: str = "auto"
+    timeout_s: float = 60
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated sweep configuration."""
 
@@ -91,6 +100,7 @@ class Config:
     iperf: IperfSettings
     network: NetworkSettings
     raw: dict[str, Any]
+    docker: DockerSettings = DockerSettings()
 
 
 def load(path: str | Path) -> Config:
@@ -143,6 +153,7 @@ def validate(data: Any) -> Config:
             parent=data["network"]["parent"],
         ),
         raw=data,
+        docker=DockerSettings(**data["docker"]),
     )
 
 

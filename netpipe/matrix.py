@@ -1,7 +1,7 @@
 """The matrix of cells: expanding a config, and where each cell's result lives.
 
-A cell is one point of the matrix (topology, driver, protocol, MTU, pair
-count, repetition). The sweep is the union of the config's sub-matrices, so
+A cell is one point of the matrix (topology, backend, driver, protocol, MTU,
+pair count, repetition). The sweep is the union of the config's sub-matrices, so
 the same cell named by two sub-matrices is measured once.
 """
 
@@ -14,7 +14,12 @@ from typing import Any
 
 from netpipe.config import Config
 
-RAW_PATTERN = "raw/{topology}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.json"
+RAW_PATTERN = (
+    "raw/{topology}/{backend}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.json"
+)
+
+BACKENDS = ("netns", "docker")
+"""Where endpoints live: network namespaces, or Docker containers."""
 
 
 @dataclass(frozen=True, order=True)
@@ -27,6 +32,8 @@ class Cell:
     mtu: int
     pairs: int
     rep: int
+    # Last, with a default, so that a cell named without it is a netns cell.
+    backend: str = "netns"
 
     @classmethod
     def from_mapping(cls, values: Any) -> Cell:
@@ -38,6 +45,7 @@ class Cell:
             mtu=int(values["mtu"]),
             pairs=int(values["pairs"]),
             rep=int(values["rep"]),
+            backend=str(values.get("backend", "netns")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,7 +55,8 @@ class Cell:
     def label(self) -> str:
         """Return a short human-readable name for logs."""
         return (
-            f"{self.topology}/{self.driver}/{self.protocol}/mtu{self.mtu}/"
+            f"{self.topology}/{self.backend}/{self.driver}/{self.protocol}/"
+            f"mtu{self.mtu}/"
             f"pairs{self.pairs}/rep{self.rep}"
         )
 
@@ -61,19 +70,20 @@ def expand(config: Config) -> list[Cell]:
     cells: set[Cell] = set()
     for sub in config.matrix:
         reps = sub.get("repetitions", config.repetitions)
-        for topology, driver, protocol, mtu, pairs, rep in itertools.product(
+        for topology, backend, driver, protocol, mtu, pairs, rep in itertools.product(
             sub.get("topology", ["local"]),
+            sub.get("backend", ["netns"]),
             sub["driver"],
             sub["protocol"],
             sub["mtu"],
             sub["pairs"],
             range(1, reps + 1),
         ):
-            cells.add(Cell(topology, driver, protocol, mtu, pairs, rep))
+            cells.add(Cell(topology, driver, protocol, mtu, pairs, rep, backend))
     return sorted(cells)
 
 
 def dimension_values(cells: list[Cell]) -> dict[str, list[Any]]:
     """Return the distinct values of every dimension, for wildcard constraints."""
-    fields = ("topology", "driver", "protocol", "mtu", "pairs", "rep")
+    fields = ("topology", "backend", "driver", "protocol", "mtu", "pairs", "rep")
     return {f: sorted({getattr(c, f) for c in cells}) for f in fields}

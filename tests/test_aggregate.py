@@ -23,7 +23,7 @@ from netpipe.atomic import write_atomic
 from netpipe.errors import NetpipeError
 
 RAW = Path(__file__).parent / "data" / "cells" / "raw"
-COORDS = ("topology", "driver", "protocol", "mtu", "pairs")
+COORDS = ("topology", "backend", "driver", "protocol", "mtu", "pairs")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def measured_reps(docs) -> dict[tuple, list[dict]]:
 def cell_row(**values) -> dict:
     """One pair row of the cells frame with every column present."""
     row = dict.fromkeys(CELLS_SCHEMA)
-    defaults = {"topology": "local", "driver": "veth-bridge", "protocol": "tcp"}
+    defaults = {"topology": "local", "backend": "netns", "driver": "veth-bridge", "protocol": "tcp"}
     row.update(defaults, mtu=1500, pairs=1, rep=1, status="ok", pair=0)
     row.update(pair_status="ok", path="synthetic")
     row.update(values)
@@ -119,6 +119,7 @@ def doc_path_tail(doc) -> str:
     return "/".join(
         (
             c["topology"],
+            c["backend"],
             c["driver"],
             c["protocol"],
             f"mtu{c['mtu']}",
@@ -166,19 +167,19 @@ def test_udp_total_is_the_receivers_rate_not_the_senders(docs, summary):
 
 
 def test_failed_and_skipped_cells_never_count_as_zero(docs, cells, summary):
-    failed_only = row_of(summary, ("local", "macvlan-bridge", "tcp", 1500, 2))
+    failed_only = row_of(summary, ("local", "netns", "macvlan-bridge", "tcp", 1500, 2))
     assert failed_only["reps_failed"] == 1
     assert failed_only["reps_ok"] == 0
     assert failed_only["throughput_bps_mean"] is None
 
-    skipped_only = row_of(summary, ("local", "ipvlan-l3", "tcp", 1500, 1))
+    skipped_only = row_of(summary, ("local", "netns", "ipvlan-l3", "tcp", 1500, 1))
     assert skipped_only["reps_skipped"] == 1
     assert skipped_only["throughput_bps_mean"] is None
     assert skipped_only["cpu_host_pct_mean"] is None
 
     # Two ok reps and one failed rep whose first pair did measure: the mean is
     # over the two ok reps only, neither lowered by a zero nor raised by a part.
-    key = ("local", "veth-bridge", "tcp", 1500, 2)
+    key = ("local", "netns", "veth-bridge", "tcp", 1500, 2)
     mixed = row_of(summary, key)
     ok_totals = [
         sum(client_end(p)["sum_received"]["bits_per_second"] for p in d["pairs"])
@@ -191,7 +192,7 @@ def test_failed_and_skipped_cells_never_count_as_zero(docs, cells, summary):
 
 
 def test_an_ok_cell_whose_stored_output_no_longer_parses_is_incomplete(summary):
-    row = row_of(summary, ("local", "macvlan-bridge", "tcp", 1500, 1))
+    row = row_of(summary, ("local", "netns", "macvlan-bridge", "tcp", 1500, 1))
     assert row["reps_incomplete"] == 1
     assert row["reps_ok"] == 0
     assert row["throughput_bps_mean"] is None
@@ -215,7 +216,7 @@ def test_cpu_retransmits_loss_jitter_and_start_spread_come_from_the_samples(
         assert row["cpu_host_pct_mean"] == pytest.approx(statistics.fmean(cpu))
         assert row["start_spread_s_mean"] == pytest.approx(statistics.fmean(spread))
 
-        if key[2] == "tcp":
+        if key[3] == "tcp":
             retransmits = [
                 sum(e["sum_sent"]["retransmits"] for e in rep) for rep in ends
             ]
@@ -336,7 +337,7 @@ def test_no_cell_files_give_empty_frames_with_their_schemas(tmp_path):
 
 def copy_cell(tmp_path: Path, name: str, change) -> Path:
     """Write a changed copy of an ok two-pair fixture cell under tmp_path."""
-    source = RAW / "local/veth-bridge/tcp/mtu1500/pairs2/rep1.json"
+    source = RAW / "local/netns/veth-bridge/tcp/mtu1500/pairs2/rep1.json"
     doc = json.loads(source.read_text())
     change(doc)
     target = tmp_path / name
@@ -359,7 +360,7 @@ def test_invalid_json_is_refused_with_a_remedy(tmp_path):
 
 
 def test_a_file_at_another_cells_path_is_refused(tmp_path):
-    wrong = "local/veth-bridge/tcp/mtu9000/pairs4/rep7.json"
+    wrong = "local/netns/veth-bridge/tcp/mtu9000/pairs4/rep7.json"
     moved = copy_cell(tmp_path / "raw", wrong, lambda d: None)
     with pytest.raises(NetpipeError, match="belongs at another path"):
         read_cells([moved])
@@ -368,7 +369,7 @@ def test_a_file_at_another_cells_path_is_refused(tmp_path):
 def test_two_files_for_one_cell_are_refused(tmp_path):
     twin = copy_cell(tmp_path, "twin.json", lambda d: None)
     with pytest.raises(NetpipeError, match="both hold cell"):
-        read_cells([RAW / "local/veth-bridge/tcp/mtu1500/pairs2/rep1.json", twin])
+        read_cells([RAW / "local/netns/veth-bridge/tcp/mtu1500/pairs2/rep1.json", twin])
 
 
 def test_a_non_integer_coordinate_is_refused_naming_the_key(tmp_path):

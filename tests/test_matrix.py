@@ -114,7 +114,7 @@ def test_cell_path_follows_the_raw_pattern() -> None:
     cell = Cell("local", "veth-bridge", "tcp", 1500, 2, 1)
 
     assert cell.path() == Path(
-        "results/raw/local/veth-bridge/tcp/mtu1500/pairs2/rep1.json"
+        "results/raw/local/netns/veth-bridge/tcp/mtu1500/pairs2/rep1.json"
     )
     assert cell.path("/tmp/out") == Path("/tmp/out") / RAW_PATTERN.format(
         **cell.to_dict()
@@ -124,7 +124,7 @@ def test_cell_path_follows_the_raw_pattern() -> None:
 def test_cell_label_names_every_coordinate() -> None:
     cell = Cell("local", "ipvlan-l3", "udp", 9000, 16, 3)
 
-    assert cell.label() == "local/ipvlan-l3/udp/mtu9000/pairs16/rep3"
+    assert cell.label() == "local/netns/ipvlan-l3/udp/mtu9000/pairs16/rep3"
 
 
 def test_cell_round_trips_through_a_mapping() -> None:
@@ -137,6 +137,7 @@ def test_cell_from_wildcard_strings() -> None:
     # Snakemake's wildcards are strings.
     wildcards = {
         "topology": "local",
+        "backend": "docker",
         "driver": "veth-bridge",
         "protocol": "tcp",
         "mtu": "1500",
@@ -146,7 +147,7 @@ def test_cell_from_wildcard_strings() -> None:
 
     cell = Cell.from_mapping(wildcards)
 
-    assert cell == Cell("local", "veth-bridge", "tcp", 1500, 2, 1)
+    assert cell == Cell("local", "veth-bridge", "tcp", 1500, 2, 1, "docker")
     assert cell.path() == Path("results") / RAW_PATTERN.format(**wildcards)
 
 

@@ -157,13 +157,13 @@ def test_report_shows_provenance_and_config(full):
 
 def test_markup_in_result_and_config_values_shows_as_text(tmp_path):
     doc = json.loads(
-        (RAW / "local/veth-bridge/tcp/mtu1500/pairs2/rep1.json").read_text()
+        (RAW / "local/netns/veth-bridge/tcp/mtu1500/pairs2/rep1.json").read_text()
     )
     doc["cell"]["driver"] = EVIL_DRIVER
     doc["provenance"]["hostname"] = EVIL_HOST
     evil = tmp_path / "evil.json"
     evil.write_text(json.dumps(doc))
-    skipped = RAW / "local/ipvlan-l3/tcp/mtu1500/pairs1/rep1.json"
+    skipped = RAW / "local/netns/ipvlan-l3/tcp/mtu1500/pairs1/rep1.json"
     config = {**CONFIG, "note": "</pre><script>alert('config')</script>"}
 
     cells, summary_csv, _ = make_results(tmp_path, [evil, skipped])
@@ -183,7 +183,7 @@ def test_markup_in_result_and_config_values_shows_as_text(tmp_path):
 
 
 def test_report_builds_with_only_skipped_cells(tmp_path):
-    skipped = RAW / "local/ipvlan-l3/tcp/mtu1500/pairs1/rep1.json"
+    skipped = RAW / "local/netns/ipvlan-l3/tcp/mtu1500/pairs1/rep1.json"
     cells, summary_csv, _ = make_results(tmp_path, [skipped])
     out = build_report(cells, summary_csv, CONFIG, tmp_path / "report.html")
     text = out.read_text(encoding="utf-8")

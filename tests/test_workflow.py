@@ -122,7 +122,7 @@ def test_removed_cell_is_the_only_one_measured_again(
     swept: Path, tmp_path: Path
 ) -> None:
     root = copy_of(swept, tmp_path)
-    gone = "results/raw/local/veth-bridge/udp/mtu1500/pairs1/rep1.json"
+    gone = "results/raw/local/netns/veth-bridge/udp/mtu1500/pairs1/rep1.json"
     before = cell_files(root)
     (root / gone).unlink()
 
@@ -163,8 +163,8 @@ def test_new_driver_measures_only_its_cells(swept: Path, tmp_path: Path) -> None
 
     new = measured(done)
     assert sorted(new) == [
-        "results/raw/local/routed/tcp/mtu1500/pairs1/rep1.json",
-        "results/raw/local/routed/udp/mtu1500/pairs1/rep1.json",
+        "results/raw/local/netns/routed/tcp/mtu1500/pairs1/rep1.json",
+        "results/raw/local/netns/routed/udp/mtu1500/pairs1/rep1.json",
     ]
     assert all(cell_files(root)[k] == v for k, v in before.items())
     summary = pl.read_csv(root / "results" / "summary.csv")

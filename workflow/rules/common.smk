@@ -22,6 +22,7 @@ VALUES = dimension_values(CELLS)
 
 wildcard_constraints:
     topology="|".join(map(re.escape, VALUES["topology"])),
+    backend="|".join(VALUES["backend"]),
     driver="|".join(map(re.escape, VALUES["driver"])),
     protocol="|".join(VALUES["protocol"]),
     mtu="[0-9]+",

@@ -4,11 +4,11 @@
 
 rule measure:
     output:
-        "results/raw/{topology}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.json",
+        "results/raw/{topology}/{backend}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.json",
     log:
-        "logs/measure/{topology}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.log",
+        "logs/measure/{topology}/{backend}/{driver}/{protocol}/mtu{mtu}/pairs{pairs}/rep{rep}.log",
     params:
-        settings=lambda wc: SWEEP.raw["iperf"] | SWEEP.raw["network"],
+        settings=lambda wc: SWEEP.raw["iperf"] | SWEEP.raw["network"] | SWEEP.raw["docker"],
     resources:
         testbed=1,
     script:
