@@ -158,6 +158,7 @@ def test_dimension_values_are_distinct_and_sorted() -> None:
 
     assert values == {
         "topology": ["local"],
+        "backend": ["netns"],
         "driver": ["veth-bridge"],
         "protocol": ["tcp"],
         "mtu": [1500, 9000],
