@@ -119,7 +119,7 @@ def _cmd_drivers(args: argparse.Namespace) -> int:
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from netpipe.records import cleanup
 
-    removed = cleanup()
+    removed = cleanup(containers=True)
     for item in removed:
         print(json.dumps(item))
     if not removed:

@@ -5,7 +5,8 @@ host link it will make; processes are added as they start. The record is
 removed once teardown has finished. A record whose owner process is gone is a
 leftover of an interrupted run, and :func:`cleanup` removes exactly what it
 lists, so netpipe never deletes a namespace or link only because its name
-looks like one of its own.
+looks like one of its own. Containers are the one thing also found another
+way: by the label every netpipe container carries (``netpipe cleanup``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Record:
     links: list[str] = field(default_factory=list)
     processes: list[tuple[int, int | None]] = field(default_factory=list)
     restore_mtu: dict[str, int] = field(default_factory=dict)
+    # Endpoint containers of a docker cell, and the engine they live on.
+    containers: list[str] = field(default_factory=list)
+    docker_url: str | None = None
 
     @property
     def path(self) -> Path:
@@ -88,7 +92,12 @@ def records() -> list[Record]:
 
 def remove_recorded(rec: Record, host: IPRoute) -> dict[str, list[str]]:
     """Remove everything ``rec`` lists that still exists; return what was removed."""
-    removed: dict[str, list[str]] = {"processes": [], "netns": [], "links": []}
+    removed: dict[str, list[str]] = {
+        "processes": [],
+        "netns": [],
+        "containers": [],
+        "links": [],
+    }
     for pid, start in rec.processes:
         if stop_process(pid, start):
             removed["processes"].append(str(pid))
@@ -102,20 +111,74 @@ def remove_recorded(rec: Record, host: IPRoute) -> dict[str, list[str]]:
         idx = host.link_lookup(ifname=name)
         if idx:
             host.link("set", index=idx[0], mtu=mtu)
+    if rec.containers:
+        # Last: with no engine to ask, this raises and the record is kept.
+        removed["containers"] = _remove_containers(rec)
     return removed
 
 
-def cleanup() -> list[dict[str, Any]]:
-    """Remove the leftovers of every run whose owner is gone; return a report."""
-    report = []
+def _remove_containers(rec: Record) -> list[str]:
+    """Remove the record's containers that still carry its run's label."""
+    from netpipe.backends import docker as docker_backend
+
+    with docker_backend.client_for_cleanup(rec.docker_url) as client:
+        if client is None:
+            log.warning(
+                "run %s left containers %s, but no Docker engine answers at %s; "
+                "its record is kept for a later cleanup",
+                rec.token,
+                rec.containers,
+                rec.docker_url,
+            )
+            raise OSError(f"no Docker engine at {rec.docker_url}")
+        ours = {
+            c.name: c
+            for c in docker_backend.labelled_containers(client)
+            if c.labels.get(docker_backend.LABEL) == rec.token
+        }
+        removed = []
+        for name in rec.containers:
+            if name in ours:
+                docker_backend.remove_container(ours[name])
+                removed.append(name)
+        return removed
+
+
+def sweep_containers(live: set[str]) -> list[str]:
+    """Remove containers with netpipe's label that no live run claims."""
+    from netpipe.backends import docker as docker_backend
+
+    urls = {docker_backend.engine_url(docker_backend.DockerSettings())}
+    removed = []
+    for url in sorted(urls):
+        with docker_backend.client_for_cleanup(url) as client:
+            if client is not None:
+                removed += docker_backend.remove_unclaimed(client, live)
+    return removed
+
+
+def cleanup(*, containers: bool = False) -> list[dict[str, Any]]:
+    """Remove the leftovers of every run whose owner is gone; return a report.
+
+    With ``containers``, also remove every container that carries netpipe's
+    label but belongs to no live run (the engine is the one DOCKER_HOST or
+    the default socket names).
+    """
+    report: list[dict[str, Any]] = []
+    live = set()
     with IPRoute() as host:
         for rec in records():
             if rec.owner_alive():
+                live.add(rec.token)
                 log.info(
                     "run %s (cell %s) is still running; left alone", rec.token, rec.cell
                 )
                 continue
-            removed = remove_recorded(rec, host)
+            try:
+                removed = remove_recorded(rec, host)
+            except OSError as exc:
+                log.warning("leftovers of run %s not all removed: %s", rec.token, exc)
+                continue
             rec.discard()
             report.append({"token": rec.token, "cell": rec.cell, **removed})
             log.info(
@@ -124,4 +187,9 @@ def cleanup() -> list[dict[str, Any]]:
                 rec.cell,
                 removed,
             )
+    if containers:
+        swept = sweep_containers(live)
+        if swept:
+            report.append({"token": "", "cell": "", "containers": swept})
+            log.info("removed labelled containers no run claims: %s", swept)
     return report

@@ -23,7 +23,9 @@ from pyroute2 import IPRoute
 
 from netpipe import interrupt, provenance, records
 from netpipe.atomic import write_atomic
-from netpipe.backends.netns import NetnsBackend, Process, proc_start_time
+from netpipe.backends import Backend, Proc
+from netpipe.backends import docker as docker_backend
+from netpipe.backends.netns import NetnsBackend, proc_start_time, remove_netns
 from netpipe.config import Config
 from netpipe.drivers import Driver, Endpoint, Plan, get_driver
 from netpipe.drivers.base import host_link_mtus, link_mtu
@@ -102,6 +104,7 @@ def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
         "error_class": None,
         "settings": settings,
         "driver": {"name": cell.driver},
+        "backend": {"name": cell.backend},
         "provenance": None,
         "started_at": _now(),
         "ended_at": None,
@@ -161,9 +164,11 @@ def _run(
     rec.save()
 
     with IPRoute() as host:
-        reason = driver.inapplicable_reason(
-            cell.topology, cell.pairs
-        ) or driver.unavailable_reason(host, config.network.parent, scratch)
+        reason = (
+            driver.inapplicable_reason(cell.topology, cell.pairs)
+            or backend_unavailable_reason(cell, config)
+            or driver.unavailable_reason(host, config.network.parent, scratch)
+        )
         if reason is not None:
             rec.discard()
             result["status"] = "skipped"
@@ -181,17 +186,42 @@ def _run(
                 dataclasses.replace(cell, mtu=plan.endpoint_mtu), config
             )["mss"]
         rec.netns += [ep.netns for ep in plan.endpoints] + plan.extra_netns
+        if cell.backend == "docker":
+            rec.containers = [ep.netns for ep in plan.endpoints]
+            rec.docker_url = docker_backend.engine_url(config.docker)
         rec.links = list(plan.host_links)
         if plan.parent is not None:
             rec.restore_mtu = {plan.parent: link_mtu(host, plan.parent) or 1500}
         rec.save()
         # On success and on failure alike the record goes once teardown has
         # finished; if teardown itself fails, the record stays for cleanup.
-        _provision_and_measure(cell, settings, driver, host, plan, rec, result)
+        _provision_and_measure(cell, config, settings, driver, host, plan, rec, result)
+
+
+def backend_unavailable_reason(cell: Cell, config: Config) -> str | None:
+    """Why this machine cannot make the cell's endpoints, or None if it can."""
+    if cell.backend == "docker":
+        return docker_backend.unavailable_reason(config.docker)
+    return None
+
+
+def _make_backend(
+    cell: Cell, config: Config, settings: dict[str, Any], token: str
+) -> Backend:
+    if cell.backend == "docker":
+        return docker_backend.DockerBackend(
+            config.docker,
+            token=token,
+            cell=cell.label(),
+            iperf3=settings["iperf3"],
+            limit_s=time_limit(settings, cell.pairs),
+        )
+    return NetnsBackend()
 
 
 def _provision_and_measure(
     cell: Cell,
+    config: Config,
     settings: dict[str, Any],
     driver: Driver,
     host: IPRoute,
@@ -199,13 +229,19 @@ def _provision_and_measure(
     rec: records.Record,
     result: dict[str, Any],
 ) -> None:
-    backend = NetnsBackend()
     timings = result["timings_s"]
+    t = time.monotonic()
+    backend: Backend | None = None
     try:
-        t = time.monotonic()
-        for name in [ep.netns for ep in plan.endpoints] + plan.extra_netns:
+        backend = _make_backend(cell, config, settings, plan.token)
+        for name in plan.extra_netns:
             interrupt.check()
             backend.create(name)
+        backend.create_endpoints(
+            [ep.netns for ep in plan.endpoints], host_network=plan.host_network
+        )
+        if isinstance(backend, docker_backend.DockerBackend):
+            result["backend"] = backend.info
         result["driver"] = driver.provision(host, backend, plan)
         interrupt.check()
         result["driver"]["mtu"] = plan.mtu
@@ -221,7 +257,7 @@ def _provision_and_measure(
         )
 
         opts = IperfOptions(
-            binary=settings["iperf3"],
+            binary=getattr(backend, "iperf3", settings["iperf3"]),
             protocol=cell.protocol,
             duration_s=settings["duration_s"],
             omit_s=settings["omit_s"],
@@ -267,12 +303,14 @@ def _provision_and_measure(
         log.info("cell %s: torn down in %.3f s", cell.label(), timings["teardown"])
 
 
-def _record_processes(rec: records.Record, procs: list[Process]) -> None:
-    rec.processes += [(p.pid, proc_start_time(p.pid)) for p in procs]
-    rec.save()
+def _record_processes(rec: records.Record, procs: list[Proc]) -> None:
+    mine = [p for p in procs if p.recordable]
+    if mine:
+        rec.processes += [(p.pid, proc_start_time(p.pid)) for p in mine]
+        rec.save()
 
 
-def _check_mtu(host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
+def _check_mtu(host: IPRoute, backend: Backend, plan: Plan) -> None:
     """Fail the cell if any device on the path did not take the MTU."""
     wrong = []
     for ep in plan.endpoints:
@@ -292,23 +330,29 @@ def _check_mtu(host: IPRoute, backend: NetnsBackend, plan: Plan) -> None:
 
 
 def _teardown(
-    driver: Driver, host: IPRoute, backend: NetnsBackend, plan: Plan
+    driver: Driver, host: IPRoute, backend: Backend | None, plan: Plan
 ) -> set[str]:
-    """Remove namespaces, then host links; return any link still present."""
-    for name in [ep.netns for ep in plan.endpoints] + plan.extra_netns:
-        backend.remove(name)
-    backend.close()
+    """Remove endpoints and namespaces, then host links; return any link left."""
+    names = [ep.netns for ep in plan.endpoints] + plan.extra_netns
+    if backend is not None:
+        backend.remove_all(names)
+        backend.close()
+    else:
+        # The backend could not start (no engine, no image): nothing of the
+        # endpoints exists; a probe's namespaces may.
+        for name in names:
+            remove_netns(name)
     driver.teardown(host, plan)
 
     # Removing a namespace frees its devices asynchronously; the veth ends on
     # the host side vanish a little later. Wait, so the next cell starts clean.
     deadline = time.monotonic() + 15
-    names = set(plan.host_links)
-    while names and time.monotonic() < deadline:
-        names = {n for n, mtu in host_link_mtus(host, sorted(names)).items() if mtu}
-        if names:
+    left = set(plan.host_links)
+    while left and time.monotonic() < deadline:
+        left = {n for n, mtu in host_link_mtus(host, sorted(left)).items() if mtu}
+        if left:
             time.sleep(0.02)
-    return names
+    return left
 
 
 def _error_class(exc: NetpipeError) -> str:

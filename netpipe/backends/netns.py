@@ -39,6 +39,9 @@ MAX_FD = 65536
 class Process:
     """A process netpipe started inside an endpoint, with its output files."""
 
+    # Its PID goes in the cell's record, so that cleanup can end it.
+    recordable = True
+
     def __init__(
         self,
         pid: int,
@@ -53,6 +56,11 @@ class Process:
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
+
+    @property
+    def ns_pid(self) -> int:
+        """A process in the same network namespace: this one."""
+        return self.pid
 
     def poll(self) -> int | None:
         """Reap the process if it has ended; return its exit code or None."""
@@ -133,6 +141,37 @@ class NetnsBackend:
         self.sockets[name] = sock
         return sock
 
+    def open(self, name: str) -> IPRoute:
+        """Open a netlink socket inside the existing namespace ``name``."""
+        try:
+            netns.setns(name, flags=0, fork=False)
+            sock = IPRoute()
+        except OSError as exc:
+            raise ProvisionError(
+                f"cannot enter network namespace {name!r}: {exc}"
+            ) from exc
+        finally:
+            self._go_home()
+        self.sockets[name] = sock
+        return sock
+
+    def create_endpoints(
+        self, names: Sequence[str], *, host_network: bool = False
+    ) -> None:
+        """Create one namespace per endpoint."""
+        for name in names:
+            interrupt.check()
+            self.create(name)
+
+    def remove_all(self, names: Sequence[str]) -> None:
+        """Remove several namespaces."""
+        for name in names:
+            self.remove(name)
+
+    def gate(self) -> Gate:
+        """A gate that holds forked clients until it opens."""
+        return Gate()
+
     def remove(self, name: str) -> None:
         """Close the socket into ``name`` and remove the namespace, if present."""
         sock = self.sockets.pop(name, None)
@@ -155,10 +194,12 @@ class NetnsBackend:
         argv: Sequence[str],
         *,
         gate: Gate | None = None,
+        host_network: bool = False,
     ) -> Process:
         """Start ``argv`` inside namespace ``name``; with a gate, hold it there.
 
-        ``name`` None means the namespace netpipe started in (the host driver).
+        ``name`` None, or ``host_network``, means the namespace netpipe
+        started in (the host driver).
 
         The process is forked by hand rather than through ``subprocess``,
         whose Popen waits for the exec and so cannot hold a child at a gate.
@@ -169,7 +210,8 @@ class NetnsBackend:
         # Both files live as long as the Process that owns them.
         stdout = tempfile.TemporaryFile()  # noqa: SIM115
         stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        if name is None:
+        if name is None or host_network:
+            name = None
             nsfd = os.dup(self._home)
         else:
             nsfd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)

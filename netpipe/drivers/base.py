@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netpipe import interrupt
-from netpipe.backends.netns import NetnsBackend
+from netpipe.backends import Backend
 from netpipe.errors import ProvisionError
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,7 @@ class Driver(ABC):
         """Fill ``plan.host_links`` with every host-side link it will create."""
 
     @abstractmethod
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Create the data path; return the settings to record in the cell file."""
 
     def teardown(self, host: IPRoute, plan: Plan) -> None:
@@ -132,7 +130,7 @@ def netlink_step(what: str) -> Iterator[None]:
         ) from exc
 
 
-def configure_endpoint(backend: NetnsBackend, ep: Endpoint, mtu: int) -> None:
+def configure_endpoint(backend: Backend, ep: Endpoint, mtu: int) -> None:
     """Inside an endpoint: set the MTU, bring the interface up, add its address."""
     interrupt.check()
     sock = backend.sockets[ep.netns]
@@ -216,7 +214,7 @@ def host_link_mtus(host: IPRoute, names: list[str]) -> dict[str, int | None]:
     return {name: found.get(name) for name in names}
 
 
-def probe_kind(backend: NetnsBackend, name: str, kind: str, **attrs: Any) -> str | None:
+def probe_kind(backend: Backend, name: str, kind: str, **attrs: Any) -> str | None:
     """Try to create a ``kind`` link in a throwaway namespace; return the error."""
     sock = backend.create(name)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netpipe.backends.netns import NetnsBackend
+from netpipe.backends import Backend
 from netpipe.drivers.base import (
     Driver,
     Plan,
@@ -43,9 +43,7 @@ class Host(Driver):
             else:
                 ep.connect_to = LOOPBACK
 
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Give each endpoint an np0 with its address; leave loopback be."""
         for ep in plan.endpoints:
             inside = backend.sockets[ep.netns]

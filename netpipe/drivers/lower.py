@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pyroute2 import IPRoute
 
-from netpipe.backends.netns import NetnsBackend
+from netpipe.backends import Backend
 from netpipe.drivers.base import (
     ENDPOINT_IFINDEX,
     Driver,
@@ -43,9 +43,7 @@ class SubDeviceDriver(Driver):
         """Sub-devices are created inside the endpoints; only the uplink is ours."""
         plan_uplink(plan)
 
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Create one sub-device per endpoint directly inside its namespace."""
         parent_idx, parent = prepare_parent(host, plan)
         for ep in plan.endpoints:

@@ -20,7 +20,7 @@ from pyroute2.netlink import genlmsg
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 
-from netpipe.backends.netns import NetnsBackend
+from netpipe.backends import Backend
 from netpipe.drivers.base import (
     Driver,
     Plan,
@@ -68,9 +68,7 @@ class Ovs(Driver):
         """Name the bridge and one host-side veth end per endpoint."""
         plan_bridge_ports(plan, plan.name("ovs"))
 
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Create the OVS bridge, then a veth pair per endpoint as its ports."""
         bridge = plan.name("ovs")
         vsctl(

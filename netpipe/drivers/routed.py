@@ -14,7 +14,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netpipe.backends.netns import NetnsBackend
+from netpipe.backends import Backend
 from netpipe.drivers import router
 from netpipe.drivers.base import (
     Driver,
@@ -35,9 +35,7 @@ class Routed(Driver):
         """Everything lives in the router namespace; no root-namespace links."""
         router.plan_router(plan)
 
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Create the router, then a veth pair and a /32 route per endpoint."""
         rt_name = router.router_name(plan)
         rt = router.create_router(backend, plan)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from netpipe.backends.netns import NETNS_DIR, NetnsBackend
+from netpipe.backends import Backend
+from netpipe.backends.netns import NETNS_DIR
 from netpipe.drivers.base import Plan, link_mtu, netlink_step
 from netpipe.errors import ProvisionError
 from netpipe.naming import check_own_name
@@ -47,7 +48,7 @@ def plan_router(plan: Plan) -> None:
         plan.extra_netns.append(name)
 
 
-def create_router(backend: NetnsBackend, plan: Plan) -> IPRoute:
+def create_router(backend: Backend, plan: Plan) -> IPRoute:
     """Create the router namespace with lo up and IPv4 forwarding on."""
     name = router_name(plan)
     # The runner creates the plan's extra namespaces; a caller that provisions

@@ -10,7 +10,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netpipe.backends.netns import NetnsBackend
+from netpipe.backends import Backend
 from netpipe.drivers.base import (
     Driver,
     Plan,
@@ -30,9 +30,7 @@ class VethBridge(Driver):
         """Name the bridge and one host-side veth end per endpoint."""
         plan_bridge_ports(plan, plan.name("br"))
 
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Create the bridge, then a veth pair per endpoint with one end inside."""
         bridge = plan.name("br")
         with netlink_step(f"creating bridge {bridge}"):

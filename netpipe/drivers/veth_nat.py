@@ -20,6 +20,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from netpipe.backends import Backend
 from netpipe.backends.netns import NetnsBackend
 from netpipe.drivers import router
 from netpipe.drivers.base import Plan, netlink_step
@@ -72,9 +73,7 @@ class VethNat(VethBridge):
         plan.host_links = []
         plan.follow_endpoints = set()
 
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Build veth-bridge in the router, give it the host address, add NAT."""
         rt_name = router.router_name(plan)
         rt = router.create_router(backend, plan)
@@ -166,7 +165,7 @@ def _ruleset(
 
 
 def _run_nft(
-    backend: NetnsBackend, netns: str, nft: str, script: str
+    backend: Backend, netns: str, nft: str, script: str
 ) -> tuple[int | None, str]:
     """Run ``nft -f`` on ``script`` inside ``netns``; return (exit code, output)."""
     with tempfile.NamedTemporaryFile("w", prefix="netpipe-nft-", suffix=".nft") as f:

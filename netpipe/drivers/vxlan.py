@@ -19,7 +19,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netpipe.backends.netns import NetnsBackend
+from netpipe.backends import Backend
 from netpipe.drivers.base import (
     Driver,
     Endpoint,
@@ -61,9 +61,7 @@ class Vxlan(Driver):
         plan.extra_netns = [_node(plan, side) for side in SIDES]
         plan.endpoint_mtu = plan.mtu - OVERHEAD
 
-    def provision(
-        self, host: IPRoute, backend: NetnsBackend, plan: Plan
-    ) -> dict[str, Any]:
+    def provision(self, host: IPRoute, backend: Backend, plan: Plan) -> dict[str, Any]:
         """Create the underlay, a bridge and VXLAN device per node, then the veths."""
         net = _underlay_net(plan)
         local = dict(zip(SIDES, list(net.hosts())[:2], strict=True))
@@ -118,7 +116,7 @@ def _underlay_net(plan: Plan) -> ipaddress.IPv4Network:
 
 
 def _create_underlay(
-    backend: NetnsBackend,
+    backend: Backend,
     plan: Plan,
     net: ipaddress.IPv4Network,
     local: dict[str, ipaddress.IPv4Address],
@@ -148,7 +146,7 @@ def _create_underlay(
 
 
 def _create_node_bridge(
-    backend: NetnsBackend,
+    backend: Backend,
     plan: Plan,
     side: str,
     local: ipaddress.IPv4Address,
@@ -180,7 +178,7 @@ def _create_node_bridge(
         sock.link("set", index=sock.link_lookup(ifname=_vx(plan, side))[0], state="up")
 
 
-def _create_endpoint_veth(backend: NetnsBackend, plan: Plan, ep: Endpoint) -> None:
+def _create_endpoint_veth(backend: Backend, plan: Plan, ep: Endpoint) -> None:
     """A veth with its inner end in the endpoint, its outer on the node's bridge."""
     node = _node(plan, ep.role)
     sock = backend.sockets[node]
@@ -202,7 +200,7 @@ def _create_endpoint_veth(backend: NetnsBackend, plan: Plan, ep: Endpoint) -> No
         )
 
 
-def _check_node_mtus(backend: NetnsBackend, plan: Plan) -> None:
+def _check_node_mtus(backend: Backend, plan: Plan) -> None:
     """Fail if a device in a node namespace did not take its MTU.
 
     The runner checks the endpoints and the host's links; the node

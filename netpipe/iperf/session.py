@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from netpipe import interrupt
-from netpipe.backends.netns import Gate, NetnsBackend, Process
-from netpipe.drivers.base import Endpoint, Plan
+from netpipe.backends import Backend, Proc
+from netpipe.drivers.base import Plan
 from netpipe.errors import MeasurementError
 from netpipe.iperf.command import IperfOptions, client_command, server_command
 from netpipe.iperf.reader import parse_text
@@ -38,35 +38,39 @@ class Outcome:
 
 
 def run_pairs(
-    backend: NetnsBackend,
+    backend: Backend,
     plan: Plan,
     opts: IperfOptions,
     *,
     base_port: int,
     limit_s: float,
-    on_spawn: Callable[[list[Process]], None],
+    on_spawn: Callable[[list[Proc]], None],
 ) -> Outcome:
     """Run every pair of ``plan``; return their raw output and the cell status."""
     servers = [ep for ep in plan.endpoints if ep.role == "server"]
     clients = [ep for ep in plan.endpoints if ep.role == "client"]
-    started: list[Process] = []
+    started: list[Proc] = []
     try:
         srv = []
         for ep in servers:
             address = ep.listen_on or str(ep.address.ip)
             argv = server_command(opts.binary, address, base_port + ep.pair)
-            srv.append(backend.spawn(_where(plan, ep), argv))
+            srv.append(backend.spawn(ep.netns, argv, host_network=plan.host_network))
         started += srv
         on_spawn(srv)
         _wait_listening(srv, [base_port + ep.pair for ep in servers])
 
-        gate = Gate()
+        gate = backend.gate()
         try:
             cli = []
             for ep, server in zip(clients, servers, strict=True):
                 target = ep.connect_to or str(server.address.ip)
                 argv = client_command(opts, target, base_port + ep.pair)
-                cli.append(backend.spawn(_where(plan, ep), argv, gate=gate))
+                cli.append(
+                    backend.spawn(
+                        ep.netns, argv, gate=gate, host_network=plan.host_network
+                    )
+                )
             started += cli
             on_spawn(cli)
             gate.open()
@@ -93,12 +97,7 @@ def run_pairs(
     return _judge(pairs, timed_out, limit_s, released)
 
 
-def _where(plan: Plan, ep: Endpoint) -> str | None:
-    """The namespace ``ep``'s iperf3 runs in; None is the one netpipe started in."""
-    return None if plan.host_network else ep.netns
-
-
-def _wait_listening(servers: list[Process], ports: list[int]) -> None:
+def _wait_listening(servers: list[Proc], ports: list[int]) -> None:
     """Wait until every server listens on its port, or fail with its words."""
     deadline = time.monotonic() + 10
     pending = dict(zip(ports, servers, strict=True))
@@ -111,7 +110,7 @@ def _wait_listening(servers: list[Process], ports: list[int]) -> None:
                     f"code {proc.returncode} before listening: "
                     f"{(err or out).strip()[:300]}"
                 )
-            if _listening(proc.pid, port):
+            if _listening(proc.ns_pid, port):
                 del pending[port]
         if pending and time.monotonic() > deadline:
             raise MeasurementError(
@@ -141,7 +140,7 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
-def _wait_all(procs: list[Process], limit_s: float) -> bool:
+def _wait_all(procs: list[Proc], limit_s: float) -> bool:
     """Wait for every process; return True if the time limit ran out."""
     deadline = time.monotonic() + limit_s
     for p in procs:
@@ -152,8 +151,8 @@ def _wait_all(procs: list[Process], limit_s: float) -> bool:
 
 def _pair_record(
     i: int,
-    server: Process,
-    client: Process,
+    server: Proc,
+    client: Proc,
     server_ep: Any,
     client_ep: Any,
     base_port: int,

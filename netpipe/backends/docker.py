@@ -1,0 +1,459 @@
+"""Endpoints as Docker containers, through the Docker SDK and pyroute2.
+
+What the study did with pipework, done without a shell: each endpoint is a
+container started with no network (``--net=none``), named like the netns
+backend's namespace and labelled as netpipe's. Its network namespace, found
+from the container's PID, is bind-mounted under ``/run/netns`` with that same
+name, so every driver plugs and configures it through pyroute2 exactly as it
+does a bare namespace. iperf3 runs inside the container through the engine's
+exec, so it also pays for what a container adds: its own mount, PID and IPC
+namespaces, cgroup, seccomp filter and capability set.
+
+The host driver's endpoints are containers on the host's network
+(``--network host``); their bare namespaces, which only hold an unused np0,
+stay plain namespaces.
+
+Every container is named in the cell's record before it is created and
+removed with the cell in every outcome; ``netpipe cleanup`` also removes any
+container that carries netpipe's label but no live run's record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute, netns
+
+from netpipe.backends.image import ensure_host_image
+from netpipe.backends.netns import NetnsBackend, remove_netns
+from netpipe.config import DockerSettings
+from netpipe.errors import MeasurementError, ProvisionError
+from netpipe.naming import check_own_name
+
+log = logging.getLogger(__name__)
+
+LABEL = "io.netpipe.token"
+"""Every container netpipe starts carries this label, set to its run's token."""
+CELL_LABEL = "io.netpipe.cell"
+PING_TIMEOUT_S = 5.0
+T = TypeVar("T")
+
+
+def engine_url(settings: DockerSettings) -> str:
+    """Where the engine is looked for: docker.url, DOCKER_HOST, the default."""
+    return (
+        settings.url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    )
+
+
+def connect(settings: DockerSettings, *, timeout: float | None = None) -> Any:
+    """Return a Docker client for the engine, or raise with what to do."""
+    import docker
+    from docker.errors import DockerException
+
+    url = engine_url(settings)
+    try:
+        client = docker.DockerClient(
+            base_url=url,
+            timeout=int(timeout or settings.timeout_s),
+            max_pool_size=64,
+        )
+        client.ping()
+    except DockerException as exc:
+        raise ProvisionError(
+            f"no Docker engine answers at {url}: {_short(exc)}. Start one (see "
+            "README, 'Docker backend') or point docker.url or DOCKER_HOST at it."
+        ) from None
+    return client
+
+
+def unavailable_reason(settings: DockerSettings) -> str | None:
+    """Why the docker backend cannot run here (no engine), or None if it can."""
+    try:
+        connect(settings, timeout=PING_TIMEOUT_S).close()
+    except ProvisionError as exc:
+        return str(exc)
+    return None
+
+
+def image_for(client: Any, settings: DockerSettings, iperf3: str) -> str:
+    """Return the image endpoints run: the host-iperf3 one, or the configured one."""
+    from docker.errors import DockerException, ImageNotFound
+
+    if settings.image == "auto":
+        try:
+            return ensure_host_image(client.api, iperf3)
+        except DockerException as exc:
+            raise ProvisionError(
+                f"cannot import the iperf3 image into the engine: {_short(exc)}."
+            ) from None
+    try:
+        client.images.get(settings.image)
+    except ImageNotFound:
+        log.info("image %s is not on the engine; pulling it", settings.image)
+        try:
+            client.images.pull(settings.image)
+        except DockerException as exc:
+            raise ProvisionError(
+                f"config key 'docker.image' is {settings.image!r}, which is not on "
+                f"the engine and could not be pulled ({_short(exc)}). Build it "
+                f"(docker build -t {settings.image} docker/), or use "
+                "docker.image: auto for an image made from this machine's iperf3."
+            ) from None
+    except DockerException as exc:
+        raise ProvisionError(
+            f"cannot look up image {settings.image!r}: {_short(exc)}."
+        ) from None
+    return settings.image
+
+
+class DockerBackend:
+    """Creates, enters and removes the endpoint containers of one cell."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        *,
+        token: str,
+        cell: str,
+        iperf3: str,
+        limit_s: float,
+    ) -> None:
+        self.settings = settings
+        self.token = token
+        self.cell = cell
+        # A request that waits for a client to finish must outlive the test.
+        self.client = connect(settings, timeout=max(settings.timeout_s, limit_s + 30))
+        try:
+            self.image = image_for(self.client, settings, iperf3)
+        except ProvisionError:
+            self.client.close()
+            raise
+        self.netns = NetnsBackend()
+        self.sockets = self.netns.sockets
+        self.iperf3 = iperf3 if settings.image == "auto" else "iperf3"
+        self.containers: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}
+
+    # -- endpoints -----------------------------------------------------------
+
+    def create(self, name: str) -> IPRoute:
+        """Create a bare namespace (a driver's router or node namespace)."""
+        return self.netns.create(name)
+
+    def open(self, name: str) -> IPRoute:
+        """Open a socket inside an existing namespace."""
+        return self.netns.open(name)
+
+    def create_endpoints(
+        self, names: Sequence[str], *, host_network: bool = False
+    ) -> None:
+        """Start one container per endpoint and open a socket into each."""
+        for name in names:
+            check_own_name(name)
+        # The engine's calls run side by side; namespaces are bound and
+        # entered here, in the main thread, as NetnsBackend requires.
+        started = _parallel(
+            lambda name: self._start(name, host_network=host_network), names
+        )
+        for name, container in zip(names, started, strict=True):
+            if host_network:
+                self.netns.create(name)
+                continue
+            pid = container.attrs["State"]["Pid"]
+            try:
+                netns.attach(name, pid)
+            except OSError as exc:
+                raise ProvisionError(
+                    f"cannot bind the network namespace of container {name} "
+                    f"(pid {pid}) under /run/netns: {exc}."
+                ) from exc
+            self.netns.open(name)
+        self._check_iperf3(next(iter(self.containers.values())))
+
+    def _start(self, name: str, *, host_network: bool) -> Any:
+        from docker.errors import DockerException
+
+        try:
+            container = self.client.containers.run(
+                self.image,
+                command=["sleep", "infinity"],
+                name=name,
+                detach=True,
+                network_mode="host" if host_network else "none",
+                labels={LABEL: self.token, CELL_LABEL: self.cell},
+                # Nothing survives the cell, and the engine never restarts it.
+                restart_policy={"Name": "no"},
+            )
+            # Known at once, so that teardown removes it whatever comes next.
+            self.containers[name] = container
+            container.reload()
+        except DockerException as exc:
+            # A container the engine created but could not start is removed.
+            with contextlib.suppress(DockerException):
+                self.client.containers.get(name).remove(force=True)
+            raise ProvisionError(
+                f"cannot start container {name} from image {self.image}: {_short(exc)}"
+            ) from None
+        if container.attrs["State"].get("Pid", 0) <= 0:
+            raise ProvisionError(
+                f"container {name} from image {self.image} exited at once "
+                f"({container.attrs['State'].get('Status')}); its image needs a "
+                "`sleep` command to idle on."
+            )
+        return container
+
+    def _check_iperf3(self, container: Any) -> None:
+        """Fail the cell at once if the image has no working iperf3."""
+        code, output = container.exec_run([self.iperf3, "--version"])
+        text = output.decode(errors="replace").strip()
+        if code != 0:
+            raise MeasurementError(
+                f"image {self.image} has no working iperf3 ({self.iperf3!r} "
+                f"gave exit code {code}: {text[:200]}). Use docker.image: auto, "
+                "or an image with iperf3 on its PATH (docker/Dockerfile)."
+            )
+        image = self.client.images.get(self.image)
+        version = self.client.version()
+        self.info = {
+            "name": self.name,
+            "image": self.image,
+            "image_id": image.id,
+            "engine_version": version.get("Version"),
+            "engine_api_version": version.get("ApiVersion"),
+            "iperf3_in_image": text.splitlines()[0] if text else None,
+        }
+
+    def remove(self, name: str) -> None:
+        """Remove endpoint or namespace ``name``: binding, socket, container."""
+        self.netns.remove(name)
+        container = self.containers.pop(name, None)
+        if container is not None:
+            remove_container(container)
+
+    def remove_all(self, names: Sequence[str]) -> None:
+        """Remove several endpoints, the engine's part side by side."""
+        containers = []
+        for name in names:
+            self.netns.remove(name)
+            if name in self.containers:
+                containers.append(self.containers.pop(name))
+        _parallel(remove_container, containers)
+
+    def close(self) -> None:
+        """Remove what is left, close every socket and the engine's client."""
+        self.remove_all(list(self.containers))
+        self.netns.close()
+        self.client.close()
+
+    # -- processes -----------------------------------------------------------
+
+    def gate(self) -> DockerGate:
+        """A gate that holds started execs until it opens."""
+        return DockerGate()
+
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        gate: DockerGate | None = None,
+        host_network: bool = False,
+    ) -> DockerProcess:
+        """Run ``argv`` inside endpoint container ``name`` through the engine."""
+        container = self.containers[name]
+        argv = [self.iperf3, *argv[1:]] if argv else []
+        proc = DockerProcess(self.client.api, container, argv, name)
+        if gate is not None:
+            gate.hold(proc)
+        else:
+            proc.start()
+        return proc
+
+
+class DockerProcess:
+    """One exec inside an endpoint container, run on a thread of its own."""
+
+    # Removing the container kills it; no PID needs a record.
+    recordable = False
+
+    def __init__(self, api: Any, container: Any, argv: list[str], netns: str) -> None:
+        self.api = api
+        self.argv = argv
+        self.netns = netns
+        # The container's first process shares its network namespace.
+        self.ns_pid: int = container.attrs["State"]["Pid"]
+        self.returncode: int | None = None
+        self._exec = api.exec_create(container.id, argv, stdout=True, stderr=True)
+        self._out = b""
+        self._err = b""
+        self._pid = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: str | None = None
+
+    def start(self) -> None:
+        """Start the exec; it runs until iperf3 exits."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        from docker.errors import DockerException
+
+        try:
+            out, err = self.api.exec_start(self._exec["Id"], demux=True)
+            self._out, self._err = out or b"", err or b""
+            self.returncode = self.api.exec_inspect(self._exec["Id"])["ExitCode"]
+        except (DockerException, OSError) as exc:
+            self._error = _short(exc)
+            self.returncode = -1
+
+    @property
+    def pid(self) -> int:
+        """The exec's process ID on the host, once it has started; else 0."""
+        if not self._pid and self._thread.ident is not None:
+            with contextlib.suppress(Exception):
+                self._pid = int(self.api.exec_inspect(self._exec["Id"])["Pid"] or 0)
+        return self._pid
+
+    def poll(self) -> int | None:
+        """The exit code once the exec has ended, else None."""
+        if self._thread.ident is None or self._thread.is_alive():
+            return None
+        return self.returncode
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds; return the exit code or None."""
+        from netpipe import interrupt
+
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            interrupt.check()
+            time.sleep(0.01)
+        return self.poll()
+
+    def output(self) -> tuple[str, str]:
+        """What the exec printed on stdout and stderr (once it has ended)."""
+        err = self._err.decode(errors="replace")
+        if self._error:
+            err += f"\nnetpipe: the engine's exec failed: {self._error}"
+        return self._out.decode(errors="replace"), err
+
+    def kill(self) -> None:
+        """Kill the exec's process if it still runs, and wait for its thread."""
+        if self._thread.ident is None:
+            return
+        if self._thread.is_alive() and self.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        self._thread.join(timeout=10)
+
+    def close(self) -> None:
+        """Kill the process; the container's removal takes what is left."""
+        self.kill()
+
+
+class DockerGate:
+    """Holds execs until :meth:`open`, then starts all of them at once."""
+
+    def __init__(self) -> None:
+        self._held: list[DockerProcess] = []
+        self.released: dict[int, float] = {}
+        self._stamps: list[tuple[DockerProcess, float]] = []
+
+    def hold(self, proc: DockerProcess) -> None:
+        """Hold ``proc`` until the gate opens."""
+        self._held.append(proc)
+
+    def open(self) -> None:
+        """Start every held exec, each on its own thread, back to back."""
+        for proc in self._held:
+            self._stamps.append((proc, time.time()))
+            proc.start()
+
+    def collect(self) -> dict[int, float]:
+        """Return pid -> the time its exec was started."""
+        for proc, stamp in self._stamps:
+            self.released[proc.pid] = stamp
+        return self.released
+
+    def close(self) -> None:
+        """Nothing to release: the threads end with their processes."""
+
+
+def remove_container(container: Any) -> None:
+    """Kill and remove a container; an already removed one is no error."""
+    from docker.errors import DockerException, NotFound
+
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except DockerException as exc:
+        log.error("cannot remove container %s: %s", container.name, _short(exc))
+
+
+def _parallel(func: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+    """Apply ``func`` to every item on a few threads; re-raise the first error."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        futures = [pool.submit(func, item) for item in items]
+        results = []
+        error: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # the first error wins; all are awaited
+                error = error or exc
+    if error is not None:
+        raise error
+    return results
+
+
+def _short(exc: BaseException) -> str:
+    """An engine error in one line."""
+    text = str(getattr(exc, "explanation", None) or exc)
+    return " ".join(text.split())[:300]
+
+
+@contextmanager
+def client_for_cleanup(url: str | None) -> Iterator[Any]:
+    """A client for cleanup, or None when no engine answers at ``url``."""
+    try:
+        client = connect(DockerSettings(url=url), timeout=PING_TIMEOUT_S)
+    except ProvisionError:
+        yield None
+        return
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def labelled_containers(client: Any) -> list[Any]:
+    """Every container, running or not, that carries netpipe's label."""
+    return list(client.containers.list(all=True, filters={"label": LABEL}))
+
+
+def remove_unclaimed(client: Any, live_tokens: set[str]) -> list[str]:
+    """Remove labelled containers no live run claims; return their names."""
+    removed = []
+    for container in labelled_containers(client):
+        if container.labels.get(LABEL) in live_tokens:
+            continue
+        with contextlib.suppress(ValueError):
+            # Its namespace binding has its name, if it is one of netpipe's.
+            remove_netns(check_own_name(container.name))
+        remove_container(container)
+        removed.append(container.name)
+    return removed
