@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,37 @@ TEST_STATE = Path("/run/netpipe-tests")
 needs_root = pytest.mark.skipif(
     not (IS_ROOT and HAVE_IPERF3), reason="needs root and iperf3"
 )
+
+
+def docker_client() -> Any:
+    """A client of the engine DOCKER_HOST names, or None if none answers."""
+    from netpipe.backends.docker import connect
+    from netpipe.config import DockerSettings
+    from netpipe.errors import ProvisionError
+
+    try:
+        return connect(DockerSettings(), timeout=5)
+    except ProvisionError:
+        return None
+
+
+_ENGINE = docker_client() if IS_ROOT else None
+HAVE_DOCKER = _ENGINE is not None
+# tests/with-dockerd sets this: there, a missing engine is a failure.
+REQUIRE_DOCKER = os.environ.get("NETPIPE_REQUIRE_DOCKER") == "1"
+needs_docker = pytest.mark.skipif(
+    not (HAVE_DOCKER or REQUIRE_DOCKER),
+    reason="needs a Docker engine (run the tests through tests/with-dockerd)",
+)
+
+
+def np_containers() -> set[str]:
+    """Names of the engine's containers that carry netpipe's label."""
+    if _ENGINE is None:
+        return set()
+    from netpipe.backends.docker import labelled_containers
+
+    return {c.name for c in labelled_containers(_ENGINE)}
 
 
 def np_links() -> set[str]:
@@ -68,21 +100,24 @@ def foreign_names() -> set[str]:
             rec = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        names.update(rec.get("netns", []), rec.get("links", []))
+        names.update(
+            rec.get("netns", []), rec.get("links", []), rec.get("containers", [])
+        )
     return names
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves an np* namespace, link or child process."""
-    before = (np_namespaces(), np_links(), child_pids())
+    """Fail a test that leaves an np* namespace, link, container or process."""
+    before = (np_namespaces(), np_links(), child_pids(), np_containers())
     yield
-    after = (np_namespaces(), np_links(), child_pids())
+    after = (np_namespaces(), np_links(), child_pids(), np_containers())
     foreign = foreign_names()
     leaks = {
         "namespaces": sorted(after[0] - before[0] - foreign),
         "links": sorted(after[1] - before[1] - foreign),
         "processes": sorted(after[2] - before[2]),
+        "containers": sorted(after[3] - before[3] - foreign),
     }
     leaks = {k: v for k, v in leaks.items() if v}
     assert not leaks, f"{request.node.name} left behind: {leaks}"

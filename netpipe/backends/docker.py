@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,18 @@ def connect(settings: DockerSettings, *, timeout: float | None = None) -> Any:
     from docker.errors import DockerException
 
     url = engine_url(settings)
+    if url.startswith("unix://"):
+        # The SDK leaks its socket when a connect fails; try it here first.
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(timeout or settings.timeout_s)
+            try:
+                probe.connect(url.removeprefix("unix://"))
+            except OSError as exc:
+                raise ProvisionError(
+                    f"no Docker engine answers at {url}: {exc.strerror or exc}. "
+                    "Start one (see README, 'Docker backend') or point docker.url "
+                    "or DOCKER_HOST at it."
+                ) from None
     try:
         client = docker.DockerClient(
             base_url=url,
