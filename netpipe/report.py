@@ -113,6 +113,7 @@ def render_html(
         figures=figures,
         specs=specs,
         summary_rows=[_summary_row(row) for row in summary.iter_rows(named=True)],
+        backend_rows=backend_costs(summary),
         unmeasured_rows=list(unmeasured_cells(cells).drop("path").iter_rows()),
         provenance=_provenance(cells),
         config_yaml=_config_yaml(config),
@@ -135,6 +136,7 @@ def throughput_figure(
         ),
     ).select(
         "driver",
+        "backend",
         "mtu",
         "pairs",
         "gbps",
@@ -158,11 +160,19 @@ def throughput_figure(
         title="driver",
         scale=alt.Scale(domain=drivers) if drivers else alt.Undefined,
     )
-    base = alt.Chart().encode(x=x, color=color)
+    # Solid lines are bare namespaces, dashed ones Docker containers: the gap
+    # between a driver's two lines is what the container runtime costs.
+    dash = alt.StrokeDash(
+        "backend:N",
+        title="backend",
+        scale=alt.Scale(domain=["netns", "docker"], range=[[1, 0], [6, 3]]),
+    )
+    base = alt.Chart().encode(x=x, color=color, strokeDash=dash)
     lines = base.mark_line(point=True).encode(
         y=alt.Y("gbps:Q", title=y_title),
         tooltip=[
             alt.Tooltip("driver:N"),
+            alt.Tooltip("backend:N"),
             alt.Tooltip("mtu:O", title="MTU"),
             alt.Tooltip("pairs:Q"),
             alt.Tooltip("gbps:Q", title="mean Gbit/s", format=".3f"),
@@ -200,6 +210,7 @@ def _summary_row(row: dict[str, Any]) -> list[str]:
     """One summary row as display strings, with n/a for unknown values."""
     return [
         row["topology"],
+        row["backend"],
         row["driver"],
         row["protocol"],
         str(row["mtu"]),
@@ -216,6 +227,25 @@ def _summary_row(row: dict[str, Any]) -> list[str]:
         _number(row["lost_percent_mean"], 1, 2),
         _number(row["jitter_ms_mean"], 1, 3),
         _number(row["start_spread_s_mean"], 1e3, 1),
+    ]
+
+
+def backend_costs(summary: pl.DataFrame) -> list[list[str]]:
+    """Docker against netns for the same cells: both means and their ratio."""
+    key = ["topology", "driver", "protocol", "mtu", "pairs"]
+    mean = "throughput_bps_mean"
+    measured = summary.filter(pl.col(mean).is_not_null())
+    netns = measured.filter(pl.col("backend") == "netns").select(*key, mean)
+    docker = measured.filter(pl.col("backend") == "docker").select(*key, mean)
+    both = netns.join(docker, on=key, suffix="_docker").sort(key)
+    return [
+        [
+            *(str(row[k]) for k in key),
+            _number(row[mean], 1e-9, 3),
+            _number(row[f"{mean}_docker"], 1e-9, 3),
+            f"{row[f'{mean}_docker'] / row[mean]:.3f}" if row[mean] else _NOT_AVAILABLE,
+        ]
+        for row in both.iter_rows(named=True)
     ]
 
 

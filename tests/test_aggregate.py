@@ -84,7 +84,12 @@ def measured_reps(docs) -> dict[tuple, list[dict]]:
 def cell_row(**values) -> dict:
     """One pair row of the cells frame with every column present."""
     row = dict.fromkeys(CELLS_SCHEMA)
-    defaults = {"topology": "local", "backend": "netns", "driver": "veth-bridge", "protocol": "tcp"}
+    defaults = {
+        "topology": "local",
+        "backend": "netns",
+        "driver": "veth-bridge",
+        "protocol": "tcp",
+    }
     row.update(defaults, mtu=1500, pairs=1, rep=1, status="ok", pair=0)
     row.update(pair_status="ok", path="synthetic")
     row.update(values)

@@ -214,7 +214,8 @@ def test_an_image_without_iperf3_fails_the_cell_with_the_remedy(
 
 def test_the_host_image_holds_iperf3_its_libraries_and_tmp() -> None:
     files = image_files(_iperf3())
-    names = tarfile.open(fileobj=io.BytesIO(rootfs_tar(files))).getnames()
+    with tarfile.open(fileobj=io.BytesIO(rootfs_tar(files))) as tar:
+        names = tar.getnames()
 
     assert _iperf3().lstrip("/") in names
     assert any("libiperf" in n for n in names)
