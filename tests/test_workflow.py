@@ -16,7 +16,13 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.conftest import REPO, needs_root, new_state_dir, np_namespaces
+from tests.conftest import (
+    REPO,
+    needs_docker,
+    needs_root,
+    new_state_dir,
+    np_namespaces,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.workflow, needs_root]
 
@@ -253,3 +259,36 @@ def test_more_cores_never_overlap_two_measurements(tmp_path: Path) -> None:
     assert len(spans) == 4
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, "two cells were measured at the same time"
+
+
+@needs_docker
+def test_a_sweep_over_both_backends_compares_them_in_the_report(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "matrix": [
+            {
+                "backend": ["netns", "docker"],
+                "driver": ["veth-bridge", "macvlan-bridge"],
+                "protocol": ["tcp"],
+                "mtu": [1500],
+                "pairs": [1, 2],
+            }
+        ],
+        "repetitions": 1,
+        "iperf": {"duration_s": 1, "omit_s": 0},
+    }
+    root = make_project(tmp_path, config)
+
+    snakemake(root)
+
+    files = cell_files(root)
+    assert len(files) == 8
+    assert sum("/docker/" in f for f in files) == 4
+    summary = pl.read_csv(root / "results" / "summary.csv")
+    assert sorted(summary["backend"].unique().to_list()) == ["docker", "netns"]
+    assert summary["reps_ok"].to_list() == [1] * 8
+    html = (root / "results" / "report.html").read_text()
+    assert "What the container runtime costs" in html
+    assert '"backend"' in html  # the figures' data and encoding
+    assert "cdn." not in html and "https://" not in html.split("<script")[0]
