@@ -176,7 +176,7 @@ def test_a_missing_image_fails_the_cell_naming_the_key(
     assert time.monotonic() - started < 60
     assert result["status"] == "failed"
     assert "docker.image" in result["reason"] and "npmissing:none" in result["reason"]
-    assert "docker build" in result["reason"]
+    assert "docker build" in result["reason"] and "workflow/docker" in result["reason"]
 
 
 @pytest.fixture

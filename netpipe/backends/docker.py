@@ -119,7 +119,7 @@ def image_for(client: Any, settings: DockerSettings, iperf3: str) -> str:
             raise ProvisionError(
                 f"config key 'docker.image' is {settings.image!r}, which is not on "
                 f"the engine and could not be pulled ({_short(exc)}). Build it "
-                f"(docker build -t {settings.image} docker/), or use "
+                f"(docker build -t {settings.image} workflow/docker), or use "
                 "docker.image: auto for an image made from this machine's iperf3."
             ) from None
     except DockerException as exc:
@@ -235,7 +235,7 @@ class DockerBackend:
             raise MeasurementError(
                 f"image {self.image} has no working iperf3 ({self.iperf3!r} "
                 f"gave exit code {code}: {text[:200]}). Use docker.image: auto, "
-                "or an image with iperf3 on its PATH (docker/Dockerfile)."
+                "or an image with iperf3 on its PATH (workflow/docker/Dockerfile)."
             )
         image = self.client.images.get(self.image)
         version = self.client.version()
