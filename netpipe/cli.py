@@ -89,15 +89,25 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from netpipe.doctor import doctor
 
-    report = doctor(args.iperf3, args.parent)
+    docker = load(args.config).docker if args.config else None
+    report = doctor(args.iperf3, args.parent, docker)
     if args.json:
         print(json.dumps(report, indent=1))
+        return 0
+    print(f"netpipe {report['netpipe_version']}, kernel {report['kernel']}")
+    print(f"root: {'yes' if report['is_root'] else 'no (netpipe needs root)'}")
+    print(f"iperf3: {report['iperf3']}")
+    for name, reason in report["drivers"].items():
+        print(f"  {name:16} {'available' if reason is None else reason}")
+    engine = report["docker"]
+    if engine["reachable"]:
+        print(f"docker: engine {engine['version']} at {engine['engine']}")
     else:
-        print(f"netpipe {report['netpipe_version']}, kernel {report['kernel']}")
-        print(f"root: {'yes' if report['is_root'] else 'no (netpipe needs root)'}")
-        print(f"iperf3: {report['iperf3']}")
-        for name, reason in report["drivers"].items():
-            print(f"  {name:16} {'available' if reason is None else reason}")
+        print(
+            f"docker: the docker backend's cells would be skipped: {engine['reason']}"
+        )
+    present = {True: " (present)", False: " (not on the engine yet)", None: ""}
+    print(f"  image: {engine['image']}{present[engine['image_present']]}")
     return 0
 
 
@@ -165,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="which drivers this machine can run, and why not")
     p.add_argument("--iperf3", default="iperf3")
     p.add_argument("--parent", default=None, help="parent NIC for macvlan/ipvlan")
+    p.add_argument(
+        "--config", type=Path, default=None, help="take the docker settings from it"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_doctor)
 

@@ -1,4 +1,4 @@
-"""What this machine can do: drivers, iperf3, privileges."""
+"""What this machine can do: drivers, iperf3, privileges, a Docker engine."""
 
 from __future__ import annotations
 
@@ -10,14 +10,20 @@ from pyroute2 import IPRoute
 
 import netpipe
 from netpipe import records
+from netpipe.config import DockerSettings
 from netpipe.drivers import driver_sources, known_drivers
 from netpipe.errors import NetpipeError
 from netpipe.iperf.command import iperf_version, resolve_binary
 from netpipe.naming import new_token
 
 
-def doctor(iperf3: str = "iperf3", parent: str | None = None) -> dict[str, Any]:
+def doctor(
+    iperf3: str = "iperf3",
+    parent: str | None = None,
+    docker: DockerSettings | None = None,
+) -> dict[str, Any]:
     """Return this machine's capabilities as a dict."""
+    binary = None
     try:
         binary = resolve_binary(iperf3)
         iperf = f"{binary}, version {iperf_version(binary)}"
@@ -30,7 +36,44 @@ def doctor(iperf3: str = "iperf3", parent: str | None = None) -> dict[str, Any]:
         "is_root": os.geteuid() == 0,
         "iperf3": iperf,
         "drivers": driver_verdicts(parent),
+        "docker": docker_status(docker or DockerSettings(), binary),
     }
+
+
+def docker_status(settings: DockerSettings, iperf3: str | None) -> dict[str, Any]:
+    """Whether a Docker engine answers, its version, and the image cells would use."""
+    from netpipe.backends import docker as docker_backend
+    from netpipe.backends.image import image_files, image_tag
+
+    status: dict[str, Any] = {
+        "engine": docker_backend.engine_url(settings),
+        "reachable": False,
+        "version": None,
+        "reason": None,
+        "image": settings.image,
+        "image_present": None,
+    }
+    if settings.image == "auto":
+        if iperf3 is None:
+            status["image"] = "auto: needs a usable iperf3 on this machine"
+        else:
+            try:
+                status["image"] = image_tag(image_files(iperf3))
+            except NetpipeError as exc:
+                status["image"] = f"auto: {exc}"
+    try:
+        client = docker_backend.connect(settings, timeout=docker_backend.PING_TIMEOUT_S)
+    except NetpipeError as exc:
+        status["reason"] = str(exc)
+        return status
+    try:
+        status["reachable"] = True
+        status["version"] = client.version().get("Version")
+        if ":" in status["image"] or settings.image != "auto":
+            status["image_present"] = bool(client.api.images(name=status["image"]))
+    finally:
+        client.close()
+    return status
 
 
 def driver_verdicts(parent: str | None = None) -> dict[str, str | None]:

@@ -301,3 +301,39 @@ def test_cleanup_removes_labelled_containers_of_dead_runs_and_no_others(
             stray.reload()
     finally:
         foreign.remove(force=True)
+
+
+def test_doctor_names_the_engine_and_the_image_cells_would_use(
+    tmp_path: Path, engine: Any
+) -> None:
+    run = [sys.executable, "-m", "netpipe.cli", "doctor"]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"docker: engine {engine.version()['Version']} at" in done.stdout
+    assert "image: netpipe-iperf3:host-" in done.stdout
+
+    # No engine at the configured address: the reason, and what to do.
+    cfg = tmp_path / "config.yaml"
+    url = f"unix://{tmp_path}/none.sock"
+    cfg.write_text(
+        json.dumps(
+            {
+                "matrix": [
+                    {
+                        "driver": ["veth-bridge"],
+                        "protocol": ["tcp"],
+                        "mtu": [1500],
+                        "pairs": [1],
+                    }
+                ],
+                "docker": {"url": url, "image": "npmine:1"},
+            }
+        )
+    )
+    done = subprocess.run(
+        [*run, "--config", str(cfg), "--json"], capture_output=True, text=True
+    )
+    report = json.loads(done.stdout)["docker"]
+    assert report["reachable"] is False
+    assert url in report["reason"] and "docker.url" in report["reason"]
+    assert report["image"] == "npmine:1"
