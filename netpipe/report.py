@@ -166,6 +166,7 @@ def throughput_figure(
         "backend:N",
         title="backend",
         scale=alt.Scale(domain=["netns", "docker"], range=[[1, 0], [6, 3]]),
+        legend=alt.Legend(symbolType="stroke", symbolStrokeColor="gray"),
     )
     base = alt.Chart().encode(x=x, color=color, strokeDash=dash)
     lines = base.mark_line(point=True).encode(

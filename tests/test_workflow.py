@@ -177,6 +177,19 @@ def test_new_driver_measures_only_its_cells(swept: Path, tmp_path: Path) -> None
     assert "routed" in set(summary["driver"])
 
 
+def test_docker_settings_do_not_measure_netns_cells_again(
+    swept: Path, tmp_path: Path
+) -> None:
+    root = copy_of(swept, tmp_path)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["docker"] = {"image": "npother:1", "timeout_s": 30}
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    done = snakemake(root, "--dry-run")
+
+    assert "rule measure:" not in done.stdout + done.stderr
+
+
 def test_editing_report_code_does_not_measure_again(
     swept: Path, tmp_path: Path
 ) -> None:
