@@ -337,3 +337,64 @@ def test_doctor_names_the_engine_and_the_image_cells_would_use(
     assert report["reachable"] is False
     assert url in report["reason"] and "docker.url" in report["reason"]
     assert report["image"] == "npmine:1"
+
+
+def test_an_engine_that_never_answers_skips_the_cell_instead_of_hanging(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    import socket
+
+    path = tmp_path / "silent.sock"
+    with socket.socket(socket.AF_UNIX) as silent:
+        silent.bind(str(path))
+        silent.listen(8)  # accepts connections, never says a word
+        cell = Cell("local", "veth-bridge", "tcp", 1500, 1, 1, "docker")
+
+        started = time.monotonic()
+        result = measure(cell, config(url=f"unix://{path}"), tmp_path / "c.json")
+
+    assert time.monotonic() - started < 30
+    assert result["status"] == "skipped"
+    assert str(path) in result["reason"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_docker_cell_removes_its_containers(
+    sig: signal.Signals, tmp_path: Path, state_dir: Path, engine: Any
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "matrix": [
+                    {
+                        "backend": ["docker"],
+                        "driver": ["macvlan-bridge"],
+                        "protocol": ["udp"],
+                        "mtu": [1500],
+                        "pairs": [2],
+                    }
+                ],
+                "iperf": {"duration_s": 30, "omit_s": 0, "udp_rate": "100M"},
+            }
+        )
+    )
+    out = tmp_path / "cell.json"
+    argv = [sys.executable, "-m", "netpipe.cli", "measure", "--config", str(cfg)]
+    argv += ["--backend", "docker", "--driver", "macvlan-bridge", "--pairs", "2"]
+    argv += ["--protocol", "udp", "--output", str(out)]
+    before = np_containers()
+    log = tmp_path / "measure.log"
+    with log.open("w") as stderr:
+        runner = subprocess.Popen(argv, stderr=stderr)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(np_containers() - before) < 4:
+            time.sleep(0.1)
+        time.sleep(1.5)  # into the iperf3 run
+        runner.send_signal(sig)
+        code = runner.wait(timeout=60)
+
+    assert code == 130, log.read_text()
+    assert not out.exists()
+    assert not np_containers() - before
+    assert "interrupted" in log.read_text()
