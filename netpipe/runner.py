@@ -290,10 +290,11 @@ def _provision_and_measure(
         # set the interrupt flag while a cell runs.
         t = time.monotonic()
         left = _teardown(driver, host, backend, plan)
+        left |= set(getattr(backend, "left", []))
         if left:
             log.error(
-                "cell %s: links still present after teardown: %s; their record "
-                "is kept for the next cell or `netpipe cleanup`",
+                "cell %s: links or containers still present after teardown: %s; "
+                "their record is kept for the next cell or `netpipe cleanup`",
                 cell.label(),
                 sorted(left),
             )

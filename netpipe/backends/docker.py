@@ -157,6 +157,8 @@ class DockerBackend:
         self.sockets = self.netns.sockets
         self.iperf3 = iperf3 if settings.image == "auto" else "iperf3"
         self.containers: dict[str, Any] = {}
+        # Containers the engine would not remove: the record keeps them.
+        self.left: list[str] = []
         self.info: dict[str, Any] = {}
 
     # -- endpoints -----------------------------------------------------------
@@ -252,8 +254,8 @@ class DockerBackend:
         """Remove endpoint or namespace ``name``: binding, socket, container."""
         self.netns.remove(name)
         container = self.containers.pop(name, None)
-        if container is not None:
-            remove_container(container)
+        if container is not None and not remove_container(container):
+            self.left.append(name)
 
     def remove_all(self, names: Sequence[str]) -> None:
         """Remove several endpoints, the engine's part side by side."""
@@ -262,7 +264,14 @@ class DockerBackend:
             self.netns.remove(name)
             if name in self.containers:
                 containers.append(self.containers.pop(name))
-        _parallel(remove_container, containers)
+        removed = _parallel(remove_container, containers)
+        self.left += [
+            c.name for c, ok in zip(containers, removed, strict=True) if not ok
+        ]
+
+    def leftovers(self) -> list[str]:
+        """The containers teardown could not remove."""
+        return list(self.left)
 
     def close(self) -> None:
         """Remove what is left, close every socket and the engine's client."""
@@ -403,16 +412,18 @@ class DockerGate:
         """Nothing to release: the threads end with their processes."""
 
 
-def remove_container(container: Any) -> None:
-    """Kill and remove a container; an already removed one is no error."""
+def remove_container(container: Any) -> bool:
+    """Kill and remove a container; return whether it is gone."""
     from docker.errors import DockerException, NotFound
 
     try:
         container.remove(force=True)
     except NotFound:
         pass
-    except DockerException as exc:
+    except (DockerException, OSError) as exc:
         log.error("cannot remove container %s: %s", container.name, _short(exc))
+        return False
+    return True
 
 
 def _parallel(func: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
