@@ -223,55 +223,41 @@ def test_the_host_image_holds_iperf3_its_libraries_and_tmp() -> None:
     assert "tmp" in names
 
 
-def test_cleanup_removes_labelled_containers_of_dead_runs_and_no_others(
-    tmp_path: Path, state_dir: Path, engine: Any
-) -> None:
-    # A cell killed outright leaves its containers; its record names them.
+def start_docker_cell(
+    tmp_path: Path, driver: str, protocol: str
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """Start `netpipe measure` of a 30-s, 2-pair docker cell; wait for its run.
+
+    Returns the process, its stderr log and its result file once all four
+    containers exist and iperf3 has been running for a moment.
+    """
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        json.dumps(
-            {
-                "matrix": [
-                    {
-                        "backend": ["docker"],
-                        "driver": ["veth-bridge"],
-                        "protocol": ["tcp"],
-                        "mtu": [1500],
-                        "pairs": [2],
-                    }
-                ],
-                "iperf": {"duration_s": 30, "omit_s": 0},
-            }
-        )
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "netpipe.cli",
-        "measure",
-        "--config",
-        str(cfg),
-        "--backend",
-        "docker",
-        "--driver",
-        "veth-bridge",
-        "--pairs",
-        "2",
-        "--output",
-        str(tmp_path / "cell.json"),
-    ]
+    matrix = {"driver": [driver], "protocol": [protocol], "mtu": [1500], "pairs": [2]}
+    iperf = {"duration_s": 30, "omit_s": 0, "udp_rate": "100M"}
+    cfg.write_text(json.dumps({"matrix": [matrix], "iperf": iperf}))
+    out = tmp_path / "cell.json"
+    argv = [sys.executable, "-m", "netpipe.cli", "measure", "--config", str(cfg)]
+    argv += ["--backend", "docker", "--driver", driver, "--pairs", "2"]
+    argv += ["--protocol", protocol, "--output", str(out)]
     before = np_containers()
     log = tmp_path / "measure.log"
     with log.open("w") as stderr:
         runner = subprocess.Popen(argv, stderr=stderr)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len(np_containers() - before) < 4:
-                time.sleep(0.1)
-            time.sleep(1)  # into the iperf3 run
-        finally:
-            runner.send_signal(signal.SIGKILL)
-            runner.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(np_containers() - before) < 4:
+        time.sleep(0.1)
+    time.sleep(1.5)  # into the iperf3 run
+    return runner, log, out
+
+
+def test_cleanup_removes_labelled_containers_of_dead_runs_and_no_others(
+    tmp_path: Path, state_dir: Path, engine: Any
+) -> None:
+    # A cell killed outright leaves its containers; its record names them.
+    before = np_containers()
+    runner, log, _ = start_docker_cell(tmp_path, "veth-bridge", "tcp")
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
     left = np_containers() - before
     assert len(left) == 4, log.read_text()
 
@@ -362,37 +348,10 @@ def test_an_engine_that_never_answers_skips_the_cell_instead_of_hanging(
 def test_an_interrupted_docker_cell_removes_its_containers(
     sig: signal.Signals, tmp_path: Path, state_dir: Path, engine: Any
 ) -> None:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        json.dumps(
-            {
-                "matrix": [
-                    {
-                        "backend": ["docker"],
-                        "driver": ["macvlan-bridge"],
-                        "protocol": ["udp"],
-                        "mtu": [1500],
-                        "pairs": [2],
-                    }
-                ],
-                "iperf": {"duration_s": 30, "omit_s": 0, "udp_rate": "100M"},
-            }
-        )
-    )
-    out = tmp_path / "cell.json"
-    argv = [sys.executable, "-m", "netpipe.cli", "measure", "--config", str(cfg)]
-    argv += ["--backend", "docker", "--driver", "macvlan-bridge", "--pairs", "2"]
-    argv += ["--protocol", "udp", "--output", str(out)]
     before = np_containers()
-    log = tmp_path / "measure.log"
-    with log.open("w") as stderr:
-        runner = subprocess.Popen(argv, stderr=stderr)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(np_containers() - before) < 4:
-            time.sleep(0.1)
-        time.sleep(1.5)  # into the iperf3 run
-        runner.send_signal(sig)
-        code = runner.wait(timeout=60)
+    runner, log, out = start_docker_cell(tmp_path, "macvlan-bridge", "udp")
+    runner.send_signal(sig)
+    code = runner.wait(timeout=60)
 
     assert code == 130, log.read_text()
     assert not out.exists()

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute, netns
 
 from netpipe.backends.image import ensure_host_image
-from netpipe.backends.netns import NetnsBackend, remove_netns
+from netpipe.backends.netns import NetnsBackend, remove_netns, wait_for_exit
 from netpipe.config import DockerSettings
 from netpipe.errors import MeasurementError, ProvisionError
 from netpipe.naming import check_own_name
@@ -355,13 +355,7 @@ class DockerProcess:
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds; return the exit code or None."""
-        from netpipe import interrupt
-
-        deadline = time.monotonic() + timeout
-        while self.poll() is None and time.monotonic() < deadline:
-            interrupt.check()
-            time.sleep(0.01)
-        return self.poll()
+        return wait_for_exit(self.poll, timeout)
 
     def output(self) -> tuple[str, str]:
         """What the exec printed on stdout and stderr (once it has ended)."""

@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, NoReturn
 
 from pyroute2 import IPRoute, netns
@@ -72,11 +72,7 @@ class Process:
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds; return the exit code or None."""
-        deadline = time.monotonic() + timeout
-        while self.poll() is None and time.monotonic() < deadline:
-            interrupt.check()
-            time.sleep(0.01)
-        return self.returncode
+        return wait_for_exit(self.poll, timeout)
 
     def output(self) -> tuple[str, str]:
         """Return what the process printed on stdout and stderr so far."""
@@ -99,6 +95,18 @@ class Process:
         self.kill()
         self.stdout.close()
         self.stderr.close()
+
+
+def wait_for_exit(poll: Callable[[], int | None], timeout: float) -> int | None:
+    """Call ``poll`` until it gives an exit code or ``timeout`` seconds pass.
+
+    The wait stops early for SIGINT and SIGTERM (``interrupt.check``).
+    """
+    deadline = time.monotonic() + timeout
+    while (code := poll()) is None and time.monotonic() < deadline:
+        interrupt.check()
+        time.sleep(0.01)
+    return code
 
 
 def proc_start_time(pid: int) -> int | None:
