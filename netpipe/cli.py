@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a config file and count its cells")
     p.add_argument("config", type=Path)
     p.set_defaults(func=_cmd_validate)
+
+    from netpipe.nodecli import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -204,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if (
-        args.command in ("measure", "cleanup", "doctor", "drivers")
+        args.command in ("measure", "cleanup", "doctor", "drivers", "testbed")
         and os.geteuid() != 0
     ):
         log.warning("netpipe %s needs root to manage namespaces", args.command)
