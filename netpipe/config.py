@@ -29,6 +29,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from netpipe import inventory
 from netpipe.errors import ConfigError
 from netpipe.naming import validate_ifname
 
@@ -101,6 +102,7 @@ class Config:
     network: NetworkSettings
     raw: dict[str, Any]
     docker: DockerSettings = DockerSettings()
+    nodes: tuple[inventory.Node, ...] = ()
 
 
 def load(path: str | Path) -> Config:
@@ -137,11 +139,12 @@ def validate(data: Any) -> Config:
             f"of keys to values ({', '.join(sorted(schema()['properties']))})."
         )
     data = copy.deepcopy(data)
+    early = inventory.prepare(data)
     errors = sorted(_validator().iter_errors(data), key=_error_order)
-    _raise_if([line for error in errors for line in _explain(error)])
+    _raise_if(early + [line for error in errors for line in _explain(error)])
 
     _fill_defaults(data, schema())
-    _raise_if(_semantic_problems(data))
+    _raise_if(_semantic_problems(data) + inventory.node_problems(data))
 
     iperf = {**data["iperf"], "udp_rate": str(data["iperf"]["udp_rate"])}
     return Config(
@@ -154,6 +157,7 @@ def validate(data: Any) -> Config:
         ),
         raw=data,
         docker=DockerSettings(**data["docker"]),
+        nodes=inventory.nodes_from(data),
     )
 
 

@@ -94,7 +94,7 @@ BAD: list[Any] = [
     # Unknown keys, with the nearest valid one suggested.
     pytest.param(
         top(repetition=3),
-        ["'repetition'", "iperf, matrix, network, repetitions", "mean 'repetitions'"],
+        ["'repetition'", "inventory, iperf, matrix, network, nodes, repetitions", "mean 'repetitions'"],
         id="top-level-typo",
     ),
     pytest.param(
@@ -267,7 +267,7 @@ BAD: list[Any] = [
     ),
     pytest.param(
         sub(topology=["remote"]),
-        ["'matrix[0].topology[0]'", "'remote'", "must be 'local'"],
+        ["'matrix[0].topology[0]'", "'remote'", "must be one of 'local', 'switched'"],
         id="unknown-topology",
     ),
     # The address pool.
