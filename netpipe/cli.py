@@ -62,7 +62,9 @@ def for_one_cell(config: Config, cell: Cell) -> Config:
             f"option --rep: {cell.rep} is not allowed; it must be 1 or more."
         )
     try:
-        return validate({**config.raw, "matrix": [one], "repetitions": cell.rep})
+        # The raw config holds the inventory file's nodes already.
+        raw = {**config.raw, "inventory": None}
+        return validate({**raw, "matrix": [one], "repetitions": cell.rep})
     except ConfigError as exc:
         # Name the option the user typed rather than the matrix key behind it.
         text = re.sub(r"config key 'matrix\[0\]\.(\w+)\[0\]'", r"option --\1", str(exc))

@@ -76,7 +76,9 @@ def docker_status(settings: DockerSettings, iperf3: str | None) -> dict[str, Any
     return status
 
 
-def driver_verdicts(parent: str | None = None) -> dict[str, str | None]:
+def driver_verdicts(
+    parent: str | None = None, topology: str = "local"
+) -> dict[str, str | None]:
     """Return, for every driver, None if this machine can run it, else why not."""
     verdicts: dict[str, str | None] = {}
     if os.geteuid() != 0:
@@ -90,7 +92,7 @@ def driver_verdicts(parent: str | None = None) -> dict[str, str | None]:
                 driver = cls()
                 # The local topology is the one every machine has.
                 verdicts[name] = driver.inapplicable_reason(
-                    "local", 1
+                    topology, 1
                 ) or driver.unavailable_reason(host, parent, f"np{token}pr")
     finally:
         rec.discard()

@@ -125,7 +125,12 @@ def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
             binary = resolve_binary(config.iperf.binary)
             settings["iperf3"] = binary
             result["provenance"] = provenance.collect(binary)
-            _run(cell, config, settings, result)
+            if cell.topology == "switched":
+                from netpipe.switched import run_switched
+
+                run_switched(cell, config, settings, result)
+            else:
+                _run(cell, config, settings, result)
         except KeyboardInterrupt:
             log.warning(
                 "cell %s: interrupted; everything it made was removed and no "

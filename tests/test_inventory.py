@@ -97,7 +97,7 @@ CASES = [
         ["nodes[1].ssh.known_hosts", "ssh-keyscan", "host_key_check: false"],
     ),
     (
-        lambda n: n["ssh"].update(password="hunter2"),
+        lambda n: n["ssh"].update({"password": "hunter2"}),
         ["nodes[1].ssh.password", "no passwords", "key_file"],
     ),
     (
@@ -144,7 +144,7 @@ def test_a_bad_node_is_refused_naming_the_key_and_what_is_allowed(
 
 def test_a_password_is_never_echoed(key: Path):
     with pytest.raises(ConfigError) as err:
-        validate(_broken(key, lambda n: n["ssh"].update(password="hunter2")))
+        validate(_broken(key, lambda n: n["ssh"].update({"password": "hunter2"})))
     assert "hunter2" not in str(err.value)
 
 
