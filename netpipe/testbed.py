@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +42,6 @@ from netpipe.backends.netns import (
     NetnsBackend,
     proc_start_time,
     remove_netns,
-    stop_process,
 )
 from netpipe.drivers.base import delete_link, netlink_step
 from netpipe.errors import ConfigError, NodeError
@@ -417,17 +417,13 @@ def down(folder: Path = DEFAULT_DIR) -> dict[str, list[str]]:
 
     for entry in state.data["sshd"]:
         pid = _read_pid(Path(entry["pid_file"]))
-        if (
-            pid is not None
-            and _is_sshd(pid)
-            and stop_process(pid, proc_start_time(pid))
-        ):
+        if pid is not None and _is_sshd(pid) and _kill(pid):
             removed["processes"].append(str(pid))
     for netns in state.data["netns"]:
         # Sessions the node's sshd started (and anything they left) live in
         # the node's namespace; they go before the namespace does.
         for pid in _pids_in_netns(netns):
-            if stop_process(pid, proc_start_time(pid)):
+            if _kill(pid):
                 removed["processes"].append(str(pid))
         if remove_netns(netns):
             removed["netns"].append(netns)
@@ -441,6 +437,31 @@ def down(folder: Path = DEFAULT_DIR) -> dict[str, list[str]]:
     shutil.rmtree(folder, ignore_errors=True)
     log.info("testbed down: removed %s", removed)
     return removed
+
+
+def _kill(pid: int, timeout: float = 2.0) -> bool:
+    """Kill ``pid`` and wait until it is gone or a zombie; return whether it ran."""
+    start = proc_start_time(pid)
+    if start is None or _state(pid) == "Z":
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    # The daemons' parent is init, which may reap them late (or, in some
+    # containers, never): a zombie has ended, so it counts as gone.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc_start_time(pid) != start or _state(pid) in ("Z", None):
+            break
+        time.sleep(0.01)
+    return True
+
+
+def _state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat.rsplit(b")", 1)[1].split()[0].decode()
 
 
 def _read_pid(path: Path) -> int | None:

@@ -19,6 +19,16 @@ except NetpipeError as exc:
 CELLS = expand(SWEEP)
 VALUES = dimension_values(CELLS)
 
+if any(cell.topology == "switched" for cell in CELLS):
+    # Every node must answer before any cell is measured; a bad inventory
+    # is one error naming each failing node, not a sweep of failed cells.
+    from netpipe.remote import check_nodes
+
+    try:
+        check_nodes(SWEEP)
+    except NetpipeError as exc:
+        raise WorkflowError(f"the nodes are not ready: {exc}") from None
+
 
 wildcard_constraints:
     topology="|".join(map(re.escape, VALUES["topology"])),

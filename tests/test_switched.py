@@ -1,0 +1,297 @@
+"""Switched cells on the emulated testbed: nodes check, one cell per driver.
+
+The testbed is built once for the module: two node namespaces, each with an
+sshd on its management address; the cells run netpipe on the nodes over SSH,
+and their traffic must cross the emulated switch's ports.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyroute2 import IPRoute, NetNS
+
+from netpipe import testbed
+from netpipe.config import Config, validate
+from netpipe.errors import NodeError
+from netpipe.matrix import Cell
+from netpipe.remote import check_nodes
+from netpipe.runner import measure
+from tests.conftest import (
+    REPO,
+    needs_root,
+    new_state_dir,
+    np_links,
+    np_namespaces,
+)
+from tests.test_testbed import _sshd_pids
+from tests.test_workflow import make_project, snakemake
+
+pytestmark = [
+    pytest.mark.root,
+    needs_root,
+    pytest.mark.skipif(
+        shutil.which("sshd", path="/usr/sbin") is None, reason="no sshd"
+    ),
+]
+
+RATE_GBIT = 5
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[dict[str, Any]]:
+    """A testbed for the module; after it, nothing of it may be left."""
+    if Path("/sys/class/net", testbed.SWITCH).exists():
+        pytest.skip("a testbed is already up on this machine")
+    folder = new_state_dir() / "testbed"
+    sshds = _sshd_pids()
+    inventory = testbed.up(2, rate=f"{RATE_GBIT}gbit", folder=folder)
+    try:
+        yield {"inventory": inventory, "folder": folder}
+    finally:
+        testbed.down(folder)
+    assert not {n for n in np_namespaces() if n.startswith(testbed.PREFIX)}
+    assert not {n for n in np_links() if n.startswith(testbed.PREFIX)}
+    assert _sshd_pids() <= sshds
+
+
+def raw(inventory: Path, driver: str = "veth-bridge") -> dict[str, Any]:
+    return {
+        "inventory": str(inventory),
+        "matrix": [
+            {
+                "topology": ["switched"],
+                "driver": [driver],
+                "protocol": ["tcp"],
+                "mtu": [1500],
+                "pairs": [1],
+            }
+        ],
+        "repetitions": 1,
+        "iperf": {"duration_s": 1, "omit_s": 0},
+    }
+
+
+def with_nodes(bed: dict[str, Any], change: Any) -> Config:
+    """The testbed's config with node2 of its inventory changed."""
+    nodes = yaml.safe_load(bed["inventory"].read_text())["nodes"]
+    nodes = copy.deepcopy(nodes)
+    change(nodes[1])
+    data = raw(bed["inventory"])
+    del data["inventory"]
+    return validate({**data, "nodes": nodes})
+
+
+def test_nodes_check_reports_every_node_and_what_it_can_run(bed: dict[str, Any]):
+    report = check_nodes(validate(raw(bed["inventory"])))
+    assert report["errors"] == [] and report["warnings"] == []
+    assert set(report["nodes"]) == {"node1", "node2"}
+    for answer in report["nodes"].values():
+        assert answer["is_root"] and answer["iperf3_version"]
+        assert answer["netpipe_version"] == report["controller"]["netpipe_version"]
+        assert answer["kernel"] and answer["data_interface_found"]
+        for driver in ("veth-bridge", "macvlan-bridge", "vxlan"):
+            assert answer["drivers"][driver] is None
+        assert "not implemented for the switched topology" in answer["drivers"]["ovs"]
+
+
+def test_nodes_check_command_exits_zero_and_names_the_nodes(
+    bed: dict[str, Any], tmp_path: Path
+):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw(bed["inventory"])))
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "netpipe"),
+            "nodes",
+            "check",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "node1" in done.stdout and "node2" in done.stdout
+    assert "reachable, root yes" in done.stdout
+
+
+def _other_key(tmp_path: Path) -> str:
+    key = tmp_path / "other_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
+    )
+    return str(key)
+
+
+BAD = {
+    "unreachable": (
+        lambda n, tmp: n["ssh"].update(port=2222),
+        "cannot reach 198.19.0.12:2222",
+    ),
+    "wrong-key": (
+        lambda n, tmp: n["ssh"].update(key_file=_other_key(tmp)),
+        "refused the key",
+    ),
+    "unknown-host-key": (
+        lambda n, tmp: n["ssh"].update(known_hosts=_empty(tmp)),
+        "is not in",
+    ),
+    "missing-data-interface": (
+        lambda n, tmp: n.update(data_interface="npnothere"),
+        "the data interface 'npnothere'",
+    ),
+    "no-iperf3": (
+        lambda n, tmp: n.update(iperf3="/nonexistent/iperf3"),
+        "'/nonexistent/iperf3' is not usable there",
+    ),
+}
+
+
+def _empty(tmp: Path) -> str:
+    path = tmp / "known_hosts"
+    path.write_text("")
+    return str(path)
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_bad_node_is_a_clear_error_naming_it(
+    bed: dict[str, Any], tmp_path: Path, case: str
+):
+    change, words = BAD[case]
+    config = with_nodes(bed, lambda n: change(n, tmp_path))
+    with pytest.raises(NodeError) as err:
+        check_nodes(config)
+    assert "node node2:" in str(err.value) and words in str(err.value)
+    assert "node1" not in str(err.value)
+
+
+def test_every_failing_node_is_named(bed: dict[str, Any], tmp_path: Path):
+    nodes = yaml.safe_load(bed["inventory"].read_text())["nodes"]
+    for node in nodes:
+        node["iperf3"] = "/nonexistent/iperf3"
+    data = raw(bed["inventory"])
+    del data["inventory"]
+    with pytest.raises(NodeError) as err:
+        check_nodes(validate({**data, "nodes": nodes}))
+    assert "2 nodes failed" in str(err.value)
+    assert "node node1:" in str(err.value) and "node node2:" in str(err.value)
+
+
+def _port_bytes() -> int:
+    with IPRoute() as host:
+        return sum(
+            dict(
+                host.link("get", ifname=f"{testbed.PREFIX}{i}d")[0].get("IFLA_STATS64")
+            )["rx_bytes"]
+            for i in (1, 2)
+        )
+
+
+def _node_links(i: int) -> tuple[set[str], int]:
+    with NetNS(f"{testbed.PREFIX}{i}") as ns:
+        names = {link.get("ifname") for link in ns.link("dump")}
+        mtu = ns.link("get", ifname=testbed.DATA_IFNAME)[0].get("mtu")
+    return names, mtu
+
+
+@pytest.mark.parametrize("driver", ["veth-bridge", "macvlan-bridge", "vxlan"])
+def test_a_switched_cell_crosses_the_switch_and_leaves_the_nodes_clean(
+    bed: dict[str, Any], tmp_path: Path, state_dir: Path, driver: str
+):
+    config = validate(raw(bed["inventory"], driver))
+    cell = Cell("switched", driver, "tcp", 1500, 1, 1)
+    before = _port_bytes()
+    result = measure(cell, config, tmp_path / "cell.json")
+    through_switch = _port_bytes() - before
+
+    assert result["status"] == "ok", result["reason"]
+    pair = result["pairs"][0]
+    end = json.loads(pair["client_stdout"])["end"]
+    received = end["sum_received"]["bytes"]
+    assert received > 0
+    # Every payload byte crossed the switch's ports, with its headers.
+    assert through_switch > received
+    # The switch's ports are shaped: the wire caps the rate.
+    assert end["sum_received"]["bits_per_second"] < RATE_GBIT * 1e9 * 1.1
+    assert (pair["server_node"], pair["client_node"]) == ("node1", "node2")
+    assert result["nodes"]["server"]["provenance"]["iperf3_version"]
+    assert result["nodes"]["client"]["data_address"] == "198.19.1.12/24"
+    assert result["driver"]["server"]["name"] == driver
+    if driver == "vxlan":
+        assert result["driver"]["endpoint_mtu"] == 1450
+        assert result["settings"]["mss"] == 1410
+    on_disk = json.loads((tmp_path / "cell.json").read_text())
+    assert on_disk["nodes"]["server"]["name"] == "node1"
+
+    for i in (1, 2):
+        names, mtu = _node_links(i)
+        assert names == {"lo", testbed.DATA_IFNAME, testbed.MGMT_IFNAME}
+        assert mtu == testbed.SWITCH_MTU
+    assert not {pair["server_netns"], pair["client_netns"]} & np_namespaces()
+
+
+def test_a_driver_not_done_across_nodes_is_skipped_with_a_reason(
+    bed: dict[str, Any], tmp_path: Path, state_dir: Path
+):
+    config = validate(raw(bed["inventory"], "routed"))
+    result = measure(
+        Cell("switched", "routed", "tcp", 1500, 1, 1), config, tmp_path / "c.json"
+    )
+    assert result["status"] == "skipped"
+    assert "not implemented for the switched topology" in result["reason"]
+
+
+def test_the_workflow_runs_a_switched_sweep_into_the_report(
+    bed: dict[str, Any], tmp_path: Path
+):
+    root = make_project(tmp_path, raw(bed["inventory"]))
+    snakemake(root)
+    cell = json.loads(
+        (
+            root / "results/raw/switched/veth-bridge/tcp/mtu1500/pairs1/rep1.json"
+        ).read_text()
+    )
+    assert cell["status"] == "ok"
+    assert "switched topology, TCP" in (root / "results/report.html").read_text()
+
+
+def test_the_workflow_refuses_a_bad_node_before_measuring(
+    bed: dict[str, Any], tmp_path: Path
+):
+    data = raw(bed["inventory"])
+    nodes = yaml.safe_load(bed["inventory"].read_text())["nodes"]
+    nodes[1]["data_interface"] = "npnothere"
+    del data["inventory"]
+    root = make_project(tmp_path, {**data, "nodes": nodes})
+    done = subprocess.run(
+        ["snakemake", "--cores", "1", "results/report.html"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "node node2:" in done.stdout + done.stderr
+    assert not (root / "results").exists()
+
+
+def test_the_readme_documents_the_testbed_commands():
+    text = (REPO / "README.md").read_text()
+    for command in (
+        "netpipe testbed up",
+        "snakemake --cores 1 results/report.html --configfile "
+        "config/switched-testbed.yaml",
+        "netpipe testbed down",
+    ):
+        assert command in text
