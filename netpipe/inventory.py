@@ -76,8 +76,8 @@ def prepare(data: dict[str, Any]) -> list[str]:
                 problems.append(str(exc))
             else:
                 data["nodes"] = nodes
-    nodes = data.get("nodes")
-    for i, node in enumerate(nodes if isinstance(nodes, list) else []):
+    given = data.get("nodes")
+    for i, node in enumerate(given if isinstance(given, list) else []):
         if not isinstance(node, dict):
             continue
         places = [("", node)]

@@ -94,7 +94,11 @@ BAD: list[Any] = [
     # Unknown keys, with the nearest valid one suggested.
     pytest.param(
         top(repetition=3),
-        ["'repetition'", "inventory, iperf, matrix, network, nodes, repetitions", "mean 'repetitions'"],
+        [
+            "'repetition'",
+            "inventory, iperf, matrix, network, nodes, repetitions",
+            "mean 'repetitions'",
+        ],
         id="top-level-typo",
     ),
     pytest.param(
