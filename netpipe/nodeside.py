@@ -175,7 +175,7 @@ def _serve(
             argv = server_command(opts.binary, str(ep.address.ip), base + ep.pair)
             procs.append(backend.spawn(ep.netns, argv))
         _record(rec, procs)
-        _wait_listening(procs, [base + ep.pair for ep in half.plan.endpoints])
+        _wait_listening(list(procs), [base + ep.pair for ep in half.plan.endpoints])
         emit({"event": "ready", "role": "server"})
 
         deadline = time.monotonic() + request["limit_s"] + 30

@@ -259,7 +259,7 @@ def test_the_workflow_runs_a_switched_sweep_into_the_report(
     snakemake(root)
     cell = json.loads(
         (
-            root / "results/raw/switched/veth-bridge/tcp/mtu1500/pairs1/rep1.json"
+            root / "results/raw/switched/netns/veth-bridge/tcp/mtu1500/pairs1/rep1.json"
         ).read_text()
     )
     assert cell["status"] == "ok"
