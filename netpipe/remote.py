@@ -17,6 +17,7 @@ import logging
 import platform
 import shlex
 import socket
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ import paramiko
 from fabric import Connection
 
 import netpipe
+from netpipe import interrupt
 from netpipe.config import Config
 from netpipe.errors import NetpipeError, NodeError
 from netpipe.inventory import Node
@@ -117,9 +119,24 @@ class Session:
         """Tell the node the request is complete (EOF on its stdin)."""
         self.channel.shutdown_write()
 
-    def read(self, timeout: float) -> dict[str, Any]:
-        """Return the next JSON line the node prints, or raise naming it."""
-        self.channel.settimeout(timeout)
+    def read(self, timeout: float, *, interruptible: bool = True) -> dict[str, Any]:
+        """Return the next JSON line the node prints, or raise naming it.
+
+        While nothing has arrived, a Ctrl-C or SIGTERM of the cell is noticed;
+        the caller then closes the sessions, which makes the nodes tear down.
+        """
+        deadline = time.monotonic() + timeout
+        channel = self.channel
+        while interruptible and not (
+            channel.recv_ready() or channel.exit_status_ready() or channel.closed
+        ):
+            interrupt.check()
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        # A line that has begun arrives whole soon; wait for it at once,
+        # since a timeout inside readline would lose what it had read.
+        self.channel.settimeout(max(deadline - time.monotonic(), 1.0))
         try:
             line = self.stdout.readline()
         except TimeoutError:

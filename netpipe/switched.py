@@ -21,6 +21,7 @@ from fabric import Connection
 
 from netpipe import halves
 from netpipe.config import Config
+from netpipe.drivers import Plan
 from netpipe.errors import NodeError
 from netpipe.inventory import Node
 from netpipe.iperf.session import _judge
@@ -62,36 +63,6 @@ def run_switched(
         ]
     plan = make_plan(cell, config, new_token())
     limit = time_limit(settings, cell.pairs)
-    iperf = {
-        "protocol": cell.protocol,
-        "duration_s": settings["duration_s"],
-        "omit_s": settings["omit_s"],
-        "mss": settings["mss"],
-        "udp_rate": settings["udp_rate"] or "",
-    }
-
-    def request(node: Node, role: str, other: Node) -> dict[str, Any]:
-        return {
-            "cell": cell.label(),
-            "token": plan.token,
-            "driver": cell.driver,
-            "mtu": cell.mtu,
-            "endpoints": [
-                {"netns": ep.netns, "pair": ep.pair, "address": str(ep.address)}
-                for ep in plan.endpoints
-                if ep.role == role
-            ],
-            "servers": [
-                str(ep.address.ip) for ep in plan.endpoints if ep.role == "server"
-            ],
-            "data_interface": node.data_interface,
-            "local_data": str(node.data_address),
-            "remote_data": str(other.data_address),
-            "iperf": {**iperf, "binary": node.iperf3},
-            "base_port": settings["base_port"],
-            "limit_s": limit,
-        }
-
     nodes = {"server": server_node, "client": client_node}
     log.info(
         "cell %s: servers on %s, clients on %s",
@@ -106,8 +77,12 @@ def run_switched(
             conns,
             server_node,
             client_node,
-            request(server_node, "server", client_node),
-            request(client_node, "client", server_node),
+            half_request(
+                cell, plan, settings, server_node, "server", client_node, limit
+            ),
+            half_request(
+                cell, plan, settings, client_node, "client", server_node, limit
+            ),
             limit,
         )
     finally:
@@ -116,6 +91,43 @@ def run_switched(
     result["timings_s"]["run"] = round(time.monotonic() - t, 4)
     _fill(result, answers, nodes, limit)
     result["driver"] |= {"mtu": cell.mtu, "endpoint_mtu": ep_mtu}
+
+
+def half_request(
+    cell: Cell,
+    plan: Plan,
+    settings: dict[str, Any],
+    node: Node,
+    role: str,
+    other: Node,
+    limit: float,
+) -> dict[str, Any]:
+    """What one node is asked to build and run for its half of the cell."""
+    return {
+        "cell": cell.label(),
+        "token": plan.token,
+        "driver": cell.driver,
+        "mtu": cell.mtu,
+        "endpoints": [
+            {"netns": ep.netns, "pair": ep.pair, "address": str(ep.address)}
+            for ep in plan.endpoints
+            if ep.role == role
+        ],
+        "servers": [str(ep.address.ip) for ep in plan.endpoints if ep.role == "server"],
+        "data_interface": node.data_interface,
+        "local_data": str(node.data_address),
+        "remote_data": str(other.data_address),
+        "iperf": {
+            "binary": node.iperf3,
+            "protocol": cell.protocol,
+            "duration_s": settings["duration_s"],
+            "omit_s": settings["omit_s"],
+            "mss": settings["mss"],
+            "udp_rate": settings["udp_rate"] or "",
+        },
+        "base_port": settings["base_port"],
+        "limit_s": limit,
+    }
 
 
 def _drive(
@@ -151,7 +163,7 @@ def _drive(
                 continue
             try:
                 session.close_input()
-                answers[role] = session.read(60)
+                answers[role] = session.read(60, interruptible=False)
             except (NodeError, OSError) as exc:
                 # After a first failure the other half only says it stopped.
                 if not failures:

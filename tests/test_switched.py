@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ import pytest
 import yaml
 from pyroute2 import IPRoute, NetNS
 
-from netpipe import testbed
+from netpipe import switched, testbed
 from netpipe.config import Config, validate
 from netpipe.errors import NodeError
 from netpipe.matrix import Cell
-from netpipe.remote import check_nodes
-from netpipe.runner import measure
+from netpipe.naming import new_token
+from netpipe.remote import Session, check_nodes, connect
+from netpipe.runner import cell_settings, make_plan, measure
 from tests.conftest import (
     REPO,
     needs_root,
@@ -295,3 +297,38 @@ def test_the_readme_documents_the_testbed_commands():
         "netpipe testbed down",
     ):
         assert command in text
+
+
+def _in_node(i: int) -> set[str]:
+    return _node_links(i)[0] - {"lo", testbed.DATA_IFNAME, testbed.MGMT_IFNAME}
+
+
+@pytest.mark.parametrize("op", ["serve", "clients"])
+def test_a_controller_that_vanishes_leaves_nothing_on_the_node(
+    bed: dict[str, Any], state_dir: Path, op: str
+):
+    config = validate(raw(bed["inventory"]))
+    cell = Cell("switched", "veth-bridge", "tcp", 1500, 1, 1)
+    server, client = config.nodes
+    node, role, other = (
+        (server, "server", client) if op == "serve" else (client, "client", server)
+    )
+    plan = make_plan(cell, config, new_token())
+    settings = cell_settings(cell, config)
+    request = switched.half_request(cell, plan, settings, node, role, other, 10.0)
+    conn = connect(node)
+    try:
+        session = Session(node, conn, op, request)
+        assert session.read(60)["event"] == "ready"
+        mine = {ep.netns for ep in plan.endpoints if ep.role == role}
+        assert mine <= np_namespaces() and _in_node(1 if op == "serve" else 2)
+    finally:
+        # The controller dies: its connection drops without a word.
+        conn.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+        mine & np_namespaces() or _in_node(1 if op == "serve" else 2)
+    ):
+        time.sleep(0.1)
+    assert not mine & np_namespaces()
+    assert not _in_node(1 if op == "serve" else 2)

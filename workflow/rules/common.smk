@@ -1,6 +1,7 @@
 # Validation and expansion of the config; everything else asks these.
 import os
 import re
+import sys
 from pathlib import Path
 
 from netpipe.config import validate
@@ -25,7 +26,8 @@ if any(cell.topology == "switched" for cell in CELLS):
     from netpipe.remote import check_nodes
 
     try:
-        check_nodes(SWEEP)
+        for warning in check_nodes(SWEEP)["warnings"]:
+            print(f"netpipe: warning: {warning}", file=sys.stderr)
     except NetpipeError as exc:
         raise WorkflowError(f"the nodes are not ready: {exc}") from None
 
