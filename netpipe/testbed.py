@@ -17,16 +17,11 @@ that: processes, namespaces, links (their qdiscs go with them) and files.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import json
 import logging
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,16 +30,15 @@ from typing import Any
 import yaml
 from pyroute2 import IPRoute
 
+from netpipe import testbed_sshd
 from netpipe.atomic import write_atomic
 from netpipe.backends.netns import (
-    CLONE_NEWNET,
-    NETNS_DIR,
     NetnsBackend,
-    proc_start_time,
     remove_netns,
 )
 from netpipe.drivers.base import delete_link, netlink_step
 from netpipe.errors import ConfigError, NodeError
+from netpipe.testbed_sshd import SSH_PORT
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +56,7 @@ CONTROLLER = MGMT_NET.network_address + 1
 # The switch carries jumbo frames, as the study's 10 Gbit switch did.
 SWITCH_MTU = 9000
 MAX_NODES = 50
-SSH_PORT = 22
 _RATE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([kmg]?)bit$")
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def node_names(count: int) -> list[str]:
@@ -135,8 +127,8 @@ def up(
             "(a switched cell needs a server node and a client node)."
         )
     bits = parse_rate(rate) if rate else None
-    sshd = _sshd_binary()
-    keygen = _keygen_binary()
+    sshd = testbed_sshd.sshd_binary()
+    keygen = testbed_sshd.keygen_binary()
     if (folder / "state.json").exists():
         raise NodeError(
             f"a testbed is already up (its state is in {folder}); run `netpipe "
@@ -175,7 +167,7 @@ def _build(
 
     client_key = state.folder / "id_ed25519"
     state.add("files", str(client_key))
-    _keygen(keygen, client_key, "netpipe-testbed-client")
+    testbed_sshd.keygen(keygen, client_key, "netpipe-testbed-client")
     authorized = state.folder / "authorized_keys"
     state.add("files", str(authorized))
     authorized.write_text(Path(f"{client_key}.pub").read_text())
@@ -184,10 +176,10 @@ def _build(
     state.add("files", str(known))
     lines = []
     for node in state.data["nodes"]:
-        lines.append(_start_sshd(state, node, sshd, keygen, authorized))
+        lines.append(testbed_sshd.start_sshd(state, node, sshd, keygen, authorized))
     known.write_text("".join(lines))
     for node in state.data["nodes"]:
-        _wait_listening(node)
+        testbed_sshd.wait_listening(node)
 
     state.add("files", str(inv))
     _write_inventory(state, inv, client_key, known)
@@ -270,112 +262,6 @@ def _make_node(
             )
 
 
-def _keygen(keygen: str, path: Path, comment: str) -> None:
-    try:
-        subprocess.run(
-            [keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise NodeError(f"cannot make an SSH key {path} with {keygen}: {exc}") from exc
-
-
-def _start_sshd(
-    state: State, node: dict[str, Any], sshd: str, keygen: str, authorized: Path
-) -> str:
-    """Start the node's sshd in its namespace; return its known_hosts line."""
-    folder = Path(node["folder"])
-    (folder / "state").mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
-    host_key = folder / "ssh_host_ed25519_key"
-    _keygen(keygen, host_key, f"netpipe-testbed-{node['name']}")
-    pid_file = folder / "sshd.pid"
-    config = folder / "sshd_config"
-    config.write_text(
-        "\n".join(
-            [
-                f"ListenAddress {node['mgmt_address']}:{SSH_PORT}",
-                f"HostKey {host_key}",
-                f"PidFile {pid_file}",
-                f"AuthorizedKeysFile {authorized}",
-                "PermitRootLogin prohibit-password",
-                "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                # PAM's session modules (loginuid) fail in many containers.
-                "UsePAM no",
-                "PrintMotd no",
-                "AllowTcpForwarding no",
-                "X11Forwarding no",
-                f"SetEnv NETPIPE_STATE_DIR={folder / 'state'}",
-                "",
-            ]
-        )
-    )
-    _privsep_dir()
-    # The pid is known only once sshd has written it: record the file first.
-    state.add("sshd", {"node": node["name"], "pid_file": str(pid_file)})
-    nsfd = os.open(os.path.join(NETNS_DIR, node["netns"]), os.O_RDONLY)
-    try:
-        done = subprocess.run(
-            [sshd, "-f", str(config), "-E", str(folder / "sshd.log")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            pass_fds=(nsfd,),
-            # preexec_fn is safe here: the CLI has no other threads yet.
-            preexec_fn=lambda: _enter(nsfd),
-        )
-    finally:
-        os.close(nsfd)
-    if done.returncode != 0:
-        log_text = _tail(folder / "sshd.log")
-        raise NodeError(
-            f"sshd for testbed node {node['name']} did not start (exit code "
-            f"{done.returncode}): {(done.stderr or log_text).strip()[:400]}"
-        )
-    return f"{node['mgmt_address']} {(folder / 'ssh_host_ed25519_key.pub').read_text()}"
-
-
-def _enter(nsfd: int) -> None:
-    """In the forked child, before exec: enter the node's network namespace."""
-    if _libc.setns(nsfd, CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), "setns failed")
-
-
-def _privsep_dir() -> None:
-    # Debian's sshd refuses to start without its privilege separation folder,
-    # which only its own service unit creates.
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-
-
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text()[-400:]
-    except OSError:
-        return ""
-
-
-def _wait_listening(node: dict[str, Any], timeout: float = 10.0) -> None:
-    """Wait until the node's sshd accepts connections on its management address."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((node["mgmt_address"], SSH_PORT), 1.0) as s:
-                s.recv(4)  # the server's version banner
-                return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise NodeError(
-                    f"sshd of testbed node {node['name']} does not answer on "
-                    f"{node['mgmt_address']}:{SSH_PORT} after {timeout:.0f} s: "
-                    f"{exc}; its log: {_tail(Path(node['folder']) / 'sshd.log')}"
-                ) from exc
-            time.sleep(0.05)
-
-
 def _write_inventory(state: State, path: Path, key: Path, known: Path) -> None:
     """Write the inventory a config includes with ``inventory: PATH``."""
     netpipe_cmd = shutil.which("netpipe", path=str(Path(sys.executable).parent))
@@ -416,14 +302,14 @@ def down(folder: Path = DEFAULT_DIR) -> dict[str, list[str]]:
     state = State(folder).load()
 
     for entry in state.data["sshd"]:
-        pid = _read_pid(Path(entry["pid_file"]))
-        if pid is not None and _is_sshd(pid) and _kill(pid):
+        pid = testbed_sshd.read_pid(Path(entry["pid_file"]))
+        if pid is not None and testbed_sshd.is_sshd(pid) and testbed_sshd.kill(pid):
             removed["processes"].append(str(pid))
     for netns in state.data["netns"]:
         # Sessions the node's sshd started (and anything they left) live in
         # the node's namespace; they go before the namespace does.
-        for pid in _pids_in_netns(netns):
-            if _kill(pid):
+        for pid in testbed_sshd.pids_in_netns(netns):
+            if testbed_sshd.kill(pid):
                 removed["processes"].append(str(pid))
         if remove_netns(netns):
             removed["netns"].append(netns)
@@ -437,78 +323,3 @@ def down(folder: Path = DEFAULT_DIR) -> dict[str, list[str]]:
     shutil.rmtree(folder, ignore_errors=True)
     log.info("testbed down: removed %s", removed)
     return removed
-
-
-def _kill(pid: int, timeout: float = 2.0) -> bool:
-    """Kill ``pid`` and wait until it is gone or a zombie; return whether it ran."""
-    start = proc_start_time(pid)
-    if start is None or _state(pid) == "Z":
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    # The daemons' parent is init, which may reap them late (or, in some
-    # containers, never): a zombie has ended, so it counts as gone.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc_start_time(pid) != start or _state(pid) in ("Z", None):
-            break
-        time.sleep(0.01)
-    return True
-
-
-def _state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return stat.rsplit(b")", 1)[1].split()[0].decode()
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _is_sshd(pid: int) -> bool:
-    """Whether ``pid`` still runs an sshd (a pid file may outlive its process)."""
-    try:
-        return Path(f"/proc/{pid}/exe").resolve().name == "sshd"
-    except OSError:
-        return False
-
-
-def _pids_in_netns(netns: str) -> list[int]:
-    """Processes whose network namespace is the named one."""
-    try:
-        want = os.stat(os.path.join(NETNS_DIR, netns)).st_ino
-    except OSError:
-        return []
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(entry / "ns" / "net").st_ino == want:
-                    found.append(int(entry.name))
-    return found
-
-
-def _sshd_binary() -> str:
-    found = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin:/sbin")
-    if found is None:
-        raise NodeError(
-            "sshd was not found in /usr/sbin; the testbed's nodes need it: "
-            "apt-get install openssh-server (the system service need not run)."
-        )
-    return found
-
-
-def _keygen_binary() -> str:
-    found = shutil.which("ssh-keygen")
-    if found is None:
-        raise NodeError(
-            "ssh-keygen was not found; apt-get install openssh-client "
-            "(openssh-server brings it)."
-        )
-    return found

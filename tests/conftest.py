@@ -103,6 +103,9 @@ def foreign_names() -> set[str]:
         names.update(
             rec.get("netns", []), rec.get("links", []), rec.get("containers", [])
         )
+    # A record names a veth uplink by its first end (np<token>u0); the peer
+    # (u1) is made and removed with it, so it is as foreign as its twin.
+    names |= {n[:-1] + "1" for n in names if n.endswith("u0")}
     return names
 
 

@@ -13,7 +13,7 @@ from fabric import Connection
 from paramiko import RejectPolicy
 from pyroute2 import IPRoute
 
-from netpipe import testbed
+from netpipe import testbed, testbed_sshd
 from netpipe.errors import ConfigError, NodeError
 from tests.conftest import needs_root, new_state_dir, np_links, np_namespaces
 
@@ -114,7 +114,7 @@ def test_a_failed_up_removes_what_it_made(monkeypatch: pytest.MonkeyPatch):
     def broken(*args: object) -> str:
         raise NodeError("sshd refused to start")
 
-    monkeypatch.setattr(testbed, "_start_sshd", broken)
+    monkeypatch.setattr(testbed_sshd, "start_sshd", broken)
     with pytest.raises(NodeError, match="refused"):
         testbed.up(2, folder=folder)
     assert not {n for n in np_namespaces() if n.startswith("nptb")}
