@@ -6,8 +6,8 @@ plugged into the node's data interface instead of a private uplink:
 
 - ``veth-bridge``: the node's bridge takes the data NIC as a port, so frames
   cross the (real or emulated) switch between the two bridges;
-- ``macvlan-bridge``, ``macvlan-private``, ``macvlan-vepa``: sub-devices on
-  the data NIC, which is the parent;
+- ``macvlan-bridge``, ``-private``, ``-vepa`` and ``-passthru``: sub-devices
+  on the data NIC, which is the parent;
 - ``vxlan``: a bridge and a VXLAN device per node, the tunnel running between
   the nodes' first data addresses over the data NIC.
 
@@ -37,7 +37,7 @@ from netpipe.drivers.veth_bridge import plan_bridge_ports
 from netpipe.drivers.vxlan import OVERHEAD, UDP_PORT, VNI
 from netpipe.errors import ProvisionError
 
-SUB_DEVICE = ("macvlan-bridge", "macvlan-private", "macvlan-vepa")
+SUB_DEVICE = ("macvlan-bridge", "macvlan-private", "macvlan-vepa", "macvlan-passthru")
 SUPPORTED = ("veth-bridge", "vxlan", *SUB_DEVICE)
 
 

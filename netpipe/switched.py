@@ -21,7 +21,7 @@ from fabric import Connection
 
 from netpipe import halves
 from netpipe.config import Config
-from netpipe.drivers import Plan
+from netpipe.drivers import Plan, get_driver
 from netpipe.errors import NodeError
 from netpipe.inventory import Node
 from netpipe.iperf.session import _judge
@@ -40,7 +40,9 @@ def run_switched(
     """Measure a switched cell into ``result`` (status, pairs, driver, nodes)."""
     from netpipe.runner import cell_settings, make_plan, time_limit
 
-    reason = halves.unsupported_reason(cell.driver)
+    reason = halves.unsupported_reason(cell.driver) or get_driver(
+        cell.driver
+    ).inapplicable_reason(cell.topology, cell.pairs)
     if cell.backend != "netns":
         reason = (
             f"the {cell.backend} backend is not implemented for the switched "

@@ -207,7 +207,18 @@ def _node_links(i: int) -> tuple[set[str], int]:
     return names, mtu
 
 
-@pytest.mark.parametrize("driver", ["veth-bridge", "macvlan-bridge", "vxlan"])
+@pytest.mark.parametrize(
+    "driver",
+    [
+        "veth-bridge",
+        "macvlan-bridge",
+        "vxlan",
+        # The modes that cannot join a pair on one node can across nodes.
+        "macvlan-private",
+        "macvlan-vepa",
+        "macvlan-passthru",
+    ],
+)
 def test_a_switched_cell_crosses_the_switch_and_leaves_the_nodes_clean(
     bed: dict[str, Any], tmp_path: Path, state_dir: Path, driver: str
 ):
@@ -252,6 +263,13 @@ def test_a_driver_not_done_across_nodes_is_skipped_with_a_reason(
     )
     assert result["status"] == "skipped"
     assert "not implemented for the switched topology" in result["reason"]
+
+    # A driver's own rule still holds across nodes.
+    config = validate(raw(bed["inventory"], "macvlan-passthru"))
+    cell = Cell("switched", "macvlan-passthru", "tcp", 1500, 2, 1)
+    result = measure(cell, config, tmp_path / "p.json")
+    assert result["status"] == "skipped"
+    assert "one sub-device per parent" in result["reason"]
 
 
 def test_the_workflow_runs_a_switched_sweep_into_the_report(
