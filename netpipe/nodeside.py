@@ -142,7 +142,7 @@ def _provision_and_run(
             "cell %s: %s half provisioned with %s in %.3f s",
             request["cell"],
             role,
-            half.plan.endpoints and half.driver,
+            half.driver,
             timings["provision"],
         )
         if role == "server":
@@ -157,6 +157,12 @@ def _provision_and_run(
         else:
             rec.discard()
         timings["teardown"] = round(time.monotonic() - t, 4)
+        log.info(
+            "cell %s: %s half torn down in %.3f s",
+            request["cell"],
+            role,
+            timings["teardown"],
+        )
     return answer
 
 

@@ -156,6 +156,18 @@ class Session:
             raise NodeError(f"node {self.node.name}: {answer['error']}")
         return dict(answer)
 
+    def forward_log(self, timeout: float = 5.0) -> None:
+        """Copy what netpipe logged on the node into this machine's log."""
+        deadline = time.monotonic() + timeout
+        while not self.channel.exit_status_ready() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        err = b""
+        while self.channel.recv_stderr_ready():
+            err += self.channel.recv_stderr(65536)
+        for line in err.decode(errors="replace").splitlines():
+            if line.strip():
+                log.info("%s: %s", self.node.name, line)
+
     def _failure(self, what: str) -> str:
         self.channel.settimeout(5)
         code = self.channel.recv_exit_status()

@@ -367,6 +367,7 @@ def _error_class(exc: NetpipeError) -> str:
         "MeasurementError": "iperf3",
         "DriverUnavailable": "driver",
         "ConfigError": "config",
+        "NodeError": "node",
     }.get(type(exc).__name__, "error")
 
 

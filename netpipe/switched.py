@@ -170,6 +170,8 @@ def _drive(
                 # After a first failure the other half only says it stopped.
                 if not failures:
                     failures.append(str(exc))
+        for session in (server, client):
+            session.forward_log()
     if failures:
         raise NodeError(
             failures[0]

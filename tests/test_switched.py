@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -350,3 +351,31 @@ def test_a_controller_that_vanishes_leaves_nothing_on_the_node(
         time.sleep(0.1)
     assert not mine & np_namespaces()
     assert not _in_node(1 if op == "serve" else 2)
+
+
+def test_ctrl_c_in_a_switched_cell_tears_down_both_nodes_before_it_exits(
+    bed: dict[str, Any], tmp_path: Path, state_dir: Path
+):
+    data = raw(bed["inventory"])
+    data["iperf"] = {"duration_s": 5, "omit_s": 0}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "cell.json"
+    argv = [str(Path(sys.executable).parent / "netpipe"), "measure"]
+    argv += ["--config", str(config), "--topology", "switched"]
+    argv += ["--driver", "veth-bridge", "--output", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (_in_node(1) and _in_node(2)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _in_node(1) and _in_node(2), "the cell never got going"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert not out.exists()
+    # The controller waited for both halves' teardown before it exited.
+    assert not _in_node(1) and not _in_node(2)
