@@ -379,3 +379,16 @@ def test_ctrl_c_in_a_switched_cell_tears_down_both_nodes_before_it_exits(
     assert not out.exists()
     # The controller waited for both halves' teardown before it exited.
     assert not _in_node(1) and not _in_node(2)
+
+
+def test_nodes_with_different_iperf3_versions_are_a_warning(
+    bed: dict[str, Any], tmp_path: Path
+):
+    fake = tmp_path / "iperf3"
+    fake.write_text("#!/bin/sh\necho 'iperf 3.99 (cJSON 1.7.15)'\n")
+    fake.chmod(0o755)
+    report = check_nodes(with_nodes(bed, lambda n: n.update(iperf3=str(fake))))
+    assert report["errors"] == []
+    assert any(
+        "iperf3 versions differ" in w and "node2 3.99" in w for w in report["warnings"]
+    )

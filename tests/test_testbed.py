@@ -136,3 +136,28 @@ def test_a_second_up_is_refused_while_one_is_up():
 def test_a_bad_rate_is_refused_before_anything_is_made(rate: str):
     with pytest.raises(ConfigError, match="--rate"):
         testbed.up(2, rate=rate, folder=Path(os.devnull))
+
+
+def test_down_after_an_up_that_died_half_way_removes_what_it_made(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    folder = new_state_dir() / "testbed"
+    sshds = _sshd_pids()
+    real_down = testbed.down
+
+    def died(*args: object) -> None:
+        raise KeyboardInterrupt("killed")
+
+    # As if killed outright once the sshds run: no cleanup of its own.
+    monkeypatch.setattr(testbed, "down", lambda folder: None)
+    monkeypatch.setattr(testbed_sshd, "wait_listening", died)
+    with pytest.raises(KeyboardInterrupt):
+        testbed.up(2, folder=folder)
+    assert {"nptb1", "nptb2"} <= np_namespaces()
+    assert len(_sshd_pids() - sshds) == 2
+
+    removed = real_down(folder)
+    assert len(removed["processes"]) == 2
+    assert not {n for n in np_namespaces() if n.startswith("nptb")}
+    assert not {n for n in np_links() if n.startswith("nptb")}
+    assert _sshd_pids() <= sshds
