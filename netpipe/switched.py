@@ -22,7 +22,7 @@ from fabric import Connection
 from netpipe import halves
 from netpipe.config import Config
 from netpipe.drivers import Plan, get_driver
-from netpipe.errors import NodeError
+from netpipe.errors import NodeError, ProvisionError
 from netpipe.inventory import Node
 from netpipe.iperf.session import _judge
 from netpipe.matrix import Cell
@@ -55,7 +55,7 @@ def run_switched(
     server_node, client_node = config.nodes[0], config.nodes[1]
     ep_mtu = halves.endpoint_mtu(cell.driver, cell.mtu)
     if ep_mtu < 68:
-        raise NodeError(
+        raise ProvisionError(
             f"the MTU {cell.mtu} leaves {ep_mtu} bytes inside the VXLAN tunnel, "
             "below IPv4's minimum of 68; use an MTU of at least 118 for vxlan."
         )
@@ -73,8 +73,15 @@ def run_switched(
         client_node.name,
     )
     t = time.monotonic()
-    conns = fan_out([server_node, client_node], connect)
+    opened: list[Connection] = []
+
+    def open_one(node: Node) -> Connection:
+        conn = connect(node)
+        opened.append(conn)
+        return conn
+
     try:
+        conns = fan_out([server_node, client_node], open_one)
         answers = _drive(
             conns,
             server_node,
@@ -88,7 +95,8 @@ def run_switched(
             limit,
         )
     finally:
-        for conn in conns.values():
+        # Also when only one node answered: its connection is closed here.
+        for conn in opened:
             conn.close()
     result["timings_s"]["run"] = round(time.monotonic() - t, 4)
     _fill(result, answers, nodes, limit)

@@ -392,3 +392,14 @@ def test_nodes_with_different_iperf3_versions_are_a_warning(
     assert any(
         "iperf3 versions differ" in w and "node2 3.99" in w for w in report["warnings"]
     )
+
+
+def test_a_switched_cell_with_an_unreachable_node_fails_naming_it(
+    bed: dict[str, Any], tmp_path: Path, state_dir: Path
+):
+    config = with_nodes(bed, lambda n: n["ssh"].update(port=2222))
+    cell = Cell("switched", "veth-bridge", "tcp", 1500, 1, 1)
+    result = measure(cell, config, tmp_path / "cell.json")
+    assert result["status"] == "failed" and result["error_class"] == "node"
+    assert "node node2: cannot reach" in result["reason"]
+    assert not _in_node(1) and not _in_node(2)
