@@ -73,6 +73,8 @@ class IperfSettings:
     udp_rate: str
     mss: int | str
     base_port: int
+    retries: int = 2
+    retry_backoff_s: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -23,3 +23,11 @@ class MeasurementError(NetpipeError):
 
 class NodeError(NetpipeError):
     """A node (this machine or a remote one) could not do what was asked."""
+
+
+class IperfFailure(MeasurementError):
+    """iperf3 failed in a known way; ``error_class`` names it for the result."""
+
+    def __init__(self, message: str, error_class: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class

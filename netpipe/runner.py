@@ -10,6 +10,7 @@ or ``skipped`` (with the reason); it is never a silent zero.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from netpipe import interrupt, provenance, records
 from netpipe.atomic import write_atomic
@@ -30,8 +32,9 @@ from netpipe.config import Config
 from netpipe.drivers import Driver, Endpoint, Plan, get_driver
 from netpipe.drivers.base import host_link_mtus, link_mtu
 from netpipe.errors import MeasurementError, NetpipeError, ProvisionError
-from netpipe.iperf.command import IperfOptions, resolve_binary
-from netpipe.iperf.session import run_pairs
+from netpipe.iperf.command import IperfOptions
+from netpipe.iperf.failures import Failure, check_binary, run_with_retries
+from netpipe.iperf.session import Outcome, run_pairs
 from netpipe.lock import testbed_lock
 from netpipe.matrix import Cell
 from netpipe.naming import new_token
@@ -57,6 +60,8 @@ def cell_settings(cell: Cell, config: Config) -> dict[str, Any]:
         "mss": mss if cell.protocol == "tcp" else None,
         "udp_rate": config.iperf.udp_rate if cell.protocol == "udp" else None,
         "iperf3": config.iperf.binary,
+        "retries": config.iperf.retries,
+        "retry_backoff_s": config.iperf.retry_backoff_s,
         "base_port": config.iperf.base_port,
         "address_pool": str(config.network.address_pool),
         "parent": config.network.parent,
@@ -111,6 +116,7 @@ def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
         "duration_s": None,
         "timings_s": {},
         "pairs": [],
+        "attempts": [],
     }
     t0 = time.monotonic()
     log.info("cell %s: start", cell.label())
@@ -122,7 +128,7 @@ def measure(cell: Cell, config: Config, output: str | Path) -> dict[str, Any]:
         t0 = time.monotonic()
         records.cleanup()
         try:
-            binary = resolve_binary(config.iperf.binary)
+            binary = check_binary(config.iperf.binary)
             settings["iperf3"] = binary
             result["provenance"] = provenance.collect(binary)
             if cell.topology == "switched":
@@ -270,13 +276,19 @@ def _provision_and_measure(
             udp_rate=settings["udp_rate"] or "",
         )
         t = time.monotonic()
-        outcome = run_pairs(
-            backend,
-            plan,
-            opts,
-            base_port=settings["base_port"],
-            limit_s=time_limit(settings, cell.pairs),
-            on_spawn=lambda procs: _record_processes(rec, procs),
+        outcome, result["attempts"] = run_with_retries(
+            lambda: run_pairs(
+                backend,
+                plan,
+                opts,
+                base_port=settings["base_port"],
+                limit_s=time_limit(settings, cell.pairs),
+                on_spawn=lambda procs: _record_processes(rec, procs),
+            ),
+            lambda outcome: _failure(outcome),
+            retries=settings["retries"],
+            backoff_s=settings["retry_backoff_s"],
+            log_label=cell.label(),
         )
         timings["run"] = round(time.monotonic() - t, 4)
         result["pairs"] = outcome.pairs
@@ -352,16 +364,36 @@ def _teardown(
 
     # Removing a namespace frees its devices asynchronously; the veth ends on
     # the host side vanish a little later. Wait, so the next cell starts clean.
-    deadline = time.monotonic() + 15
-    left = set(plan.host_links)
-    while left and time.monotonic() < deadline:
-        left = {n for n, mtu in host_link_mtus(host, sorted(left)).items() if mtu}
-        if left:
+    names = _wait_gone(host, set(plan.host_links), 3)
+    # A socket with unsent data (a blackholed TCP stream) keeps its namespace,
+    # and the veth end in it, alive for minutes: delete the host end, which
+    # takes its peer along.
+    for name in sorted(names):
+        with contextlib.suppress(NetlinkError):
+            host.link("del", ifname=name)
+    return _wait_gone(host, names, 12)
+
+
+def _wait_gone(host: IPRoute, names: set[str], wait_s: float) -> set[str]:
+    """Wait up to ``wait_s`` for links to vanish; return those still present."""
+    deadline = time.monotonic() + wait_s
+    while names and time.monotonic() < deadline:
+        names = {n for n, mtu in host_link_mtus(host, sorted(names)).items() if mtu}
+        if names:
             time.sleep(0.02)
-    return left
+    return names
+
+
+def _failure(outcome: Outcome) -> Failure | None:
+    if outcome.status == "ok":
+        return None
+    return Failure(outcome.error_class or "iperf3-error", outcome.reason or "")
 
 
 def _error_class(exc: NetpipeError) -> str:
+    known = getattr(exc, "error_class", None)
+    if isinstance(known, str):
+        return known
     return {
         "ProvisionError": "provision",
         "MeasurementError": "iperf3",

@@ -19,7 +19,7 @@ from netpipe.backends import Backend, Proc
 from netpipe.drivers.base import Plan
 from netpipe.errors import MeasurementError
 from netpipe.iperf.command import IperfOptions, client_command, server_command
-from netpipe.iperf.reader import parse_text
+from netpipe.iperf.failures import ask_to_stop, judge_pairs
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,10 @@ def run_pairs(
         finally:
             gate.close()
 
-        for p in started:
-            if timed_out:
+        if timed_out:
+            # Asked first, hung clients print what they measured (failures).
+            ask_to_stop(cli)
+            for p in started:
                 p.kill()
         for s in srv:
             # A one-off server exits right after its test; give it a moment.
@@ -188,23 +190,7 @@ def _judge(
     """Decide the cell's status from its pairs."""
     starts = [t for t in released.values()]
     spread = max(starts) - min(starts) if starts else 0.0
-    if timed_out:
-        return Outcome(
-            "failed",
-            f"timed out: the clients did not finish within {limit_s:.0f} s and "
-            "were killed.",
-            "timeout",
-            pairs,
-            spread,
-        )
-    problems = []
-    for pair in pairs:
-        parsed = parse_text(pair["client_stdout"], server_text=pair["server_stdout"])
-        if parsed.status != "ok":
-            problems.append(f"pair {pair['index']}: {parsed.error}")
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        return Outcome(
-            "failed", "; ".join(problems[:3]) + more, "iperf3", pairs, spread
-        )
+    failure = judge_pairs(pairs, timed_out=timed_out, limit_s=limit_s)
+    if failure is not None:
+        return Outcome("failed", failure.message, failure.error_class, pairs, spread)
     return Outcome("ok", None, None, pairs, spread)
