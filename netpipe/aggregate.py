@@ -59,6 +59,8 @@ CELLS_SCHEMA: dict[str, pl.DataType] = {
     **dict.fromkeys(["path", "topology", "backend", "driver", "protocol"], _TEXT),
     **dict.fromkeys(["mtu", "pairs", "rep"], _INT),
     **dict.fromkeys(["status", "reason", "error_class"], _TEXT),
+    "attempts": _INT,
+    "attempt_log": _TEXT,
     **dict.fromkeys(["started_at", "ended_at"], pl.Datetime("us", "UTC")),
     "cell_duration_s": _FLOAT,
     **dict.fromkeys(["kernel", "iperf3_version", "cpu_model"], _TEXT),
@@ -201,6 +203,35 @@ def unmeasured_cells(cells: pl.DataFrame) -> pl.DataFrame:
     ).sort([*COORDINATES, "rep"])
 
 
+def retried_cells(cells: pl.DataFrame) -> pl.DataFrame:
+    """List the cells iperf3 was run more than once for, with every attempt."""
+    return (
+        cells.filter(pl.col("attempts") > 1)
+        .unique("path")
+        .select(
+            *COORDINATES,
+            "rep",
+            "status",
+            "attempts",
+            "error_class",
+            "attempt_log",
+        )
+        .sort([*COORDINATES, "rep"])
+    )
+
+
+def _attempt_columns(attempts: Any) -> dict[str, Any]:
+    """How many times iperf3 ran for a cell, and a line per failed attempt."""
+    if not isinstance(attempts, list) or not attempts:
+        return {"attempts": None, "attempt_log": None}
+    lines = [
+        f"attempt {a.get('attempt')}: {a.get('error_class')}: {a.get('message')}"
+        for a in attempts
+        if isinstance(a, dict) and a.get("status") != "ok"
+    ]
+    return {"attempts": len(attempts), "attempt_log": "; ".join(lines) or None}
+
+
 def aggregate(
     paths: Iterable[str | Path], parquet_out: str | Path, csv_out: str | Path
 ) -> pl.DataFrame:
@@ -337,6 +368,7 @@ def _cell_columns(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "status": doc["status"],
         "reason": doc.get("reason"),
         "error_class": doc.get("error_class"),
+        **_attempt_columns(doc.get("attempts")),
         "started_at": _timestamp(path, "started_at", doc.get("started_at")),
         "ended_at": _timestamp(path, "ended_at", doc.get("ended_at")),
         "cell_duration_s": doc.get("duration_s"),

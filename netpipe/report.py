@@ -28,7 +28,7 @@ import yaml
 from markupsafe import Markup
 
 from netpipe import __version__
-from netpipe.aggregate import SUMMARY_SCHEMA, unmeasured_cells
+from netpipe.aggregate import SUMMARY_SCHEMA, retried_cells, unmeasured_cells
 from netpipe.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def render_html(
         summary_rows=[_summary_row(row) for row in summary.iter_rows(named=True)],
         backend_rows=backend_costs(summary),
         unmeasured_rows=list(unmeasured_cells(cells).drop("path").iter_rows()),
+        retried_rows=list(retried_cells(cells).iter_rows()),
         provenance=_provenance(cells),
         config_yaml=_config_yaml(config),
         bundle=bundle,

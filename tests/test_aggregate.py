@@ -16,6 +16,7 @@ from netpipe.aggregate import (
     aggregate,
     find_cells,
     read_cells,
+    retried_cells,
     summarise,
     unmeasured_cells,
 )
@@ -393,3 +394,52 @@ def test_a_cell_without_client_output_is_failed_not_zero(tmp_path):
     assert set(cells["pair_status"].to_list()) == {"failed"}
     assert cells["received_bps"].null_count() == cells.height
     assert summarise(cells)["throughput_bps_mean"].to_list() == [None]
+
+
+def with_attempts(
+    tmp_path: Path, status: str, classes: list[str | None], rep: int
+) -> Path:
+    """A copy of a fixture cell of ``status`` whose iperf3 ran once per class."""
+    source = next(
+        p for p in find_cells(RAW) if json.loads(p.read_text())["status"] == status
+    )
+    doc = json.loads(source.read_text())
+    doc["attempts"] = [
+        {
+            "attempt": i + 1,
+            "status": "ok" if name is None else "failed",
+            "error_class": name,
+            "message": None if name is None else f"iperf3 said: {name} here",
+        }
+        for i, name in enumerate(classes)
+    ]
+    if status == "failed":
+        doc["error_class"] = classes[-1]
+    doc["cell"]["rep"] = rep
+    target = tmp_path / "raw" / source.relative_to(RAW).parent / f"rep{rep}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(doc))
+    return target
+
+
+def test_retried_cells_lists_each_failed_attempt_and_the_final_class(tmp_path):
+    ok = with_attempts(tmp_path, "ok", ["server-busy", None], 1)
+    failed = with_attempts(
+        tmp_path, "failed", ["connection-refused", "server-busy", "server-busy"], 1
+    )
+    once = with_attempts(tmp_path, "ok", [None], 2)
+
+    rows = retried_cells(read_cells([ok, failed, once])).to_dicts()
+
+    assert sorted((r["status"], r["attempts"], r["error_class"]) for r in rows) == [
+        ("failed", 3, "server-busy"),
+        ("ok", 2, None),
+    ]
+    logs = {r["status"]: r["attempt_log"] for r in rows}
+    assert logs["ok"] == "attempt 1: server-busy: iperf3 said: server-busy here"
+    assert logs["failed"].count("attempt") == 3
+
+
+def test_cells_without_attempts_have_no_retry_columns(cells):
+    assert cells["attempts"].null_count() == cells.height
+    assert retried_cells(cells).height == 0

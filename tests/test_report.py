@@ -212,3 +212,33 @@ def test_report_replaces_the_old_file_and_leaves_no_temporary(tmp_path, full):
     build_report(cells, summary_csv, CONFIG, out)
     assert out.read_text(encoding="utf-8") == full["text"]
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_report_lists_retries_and_final_failures_with_their_class(tmp_path):
+    source = next(
+        p for p in find_cells(RAW) if json.loads(p.read_text())["status"] == "failed"
+    )
+    doc = json.loads(source.read_text())
+    doc["error_class"] = "server-busy"
+    doc["reason"] = "the iperf3 server was already running another test"
+    doc["attempts"] = [
+        {
+            "attempt": n,
+            "status": "failed",
+            "error_class": "server-busy",
+            "message": "iperf3 said: the server is busy running a test",
+        }
+        for n in (1, 2, 3)
+    ]
+    target = tmp_path / "raw" / source.relative_to(RAW)
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps(doc))
+
+    cells, summary_csv, _ = make_results(tmp_path, [target])
+    out = build_report(cells, summary_csv, CONFIG, tmp_path / "report.html")
+    page = Page(out.read_text(encoding="utf-8"))
+
+    assert "Retried cells" in out.read_text(encoding="utf-8")
+    assert "3" in page.cells and "server-busy" in page.cells
+    assert any("attempt 3: server-busy: iperf3 said" in c for c in page.cells)
+    assert doc["reason"] in page.cells  # the final failure, in its own table
