@@ -31,6 +31,7 @@ import yaml
 
 from netpipe import inventory
 from netpipe.errors import ConfigError
+from netpipe.hostnet import overlaps
 from netpipe.naming import validate_ifname
 
 IPERF_MAX_MSS = 9216
@@ -246,6 +247,15 @@ def _pool_problems(value: str, largest: int, where: str) -> list[str]:
             f"network address; did you mean {str(loose)!r}?"
         ]
 
+    clash = overlaps(ipaddress.IPv4Network(value))
+    if clash:
+        return [
+            f"{key} is {_show(value)}, which overlaps this machine's own "
+            f"address{'es' if len(clash) > 1 else ''} {_join(clash[:3])}, but it "
+            "must be a network the host does not use; pick one inside "
+            "198.18.0.0/15 that no interface has, such as '198.18.0.0/16'."
+        ]
+
     # Pair i takes the network address plus 2i+1 and 2i+2; the network and
     # broadcast addresses stay unused.
     usable = max(loose.num_addresses - 2, 0)
@@ -380,6 +390,9 @@ def _allowed(rule: dict[str, Any]) -> str:
             # Every integer in the schema has both bounds.
             low, high = rule.get("minimum"), rule.get("maximum")
             words.append(f"a whole number from {low} to {high}")
+        elif name == "number":
+            low, high = rule.get("minimum"), rule.get("maximum")
+            words.append(f"a number from {low} to {high}")
         elif name == "string":
             words.append("a non-empty string" if rule.get("minLength") else "a string")
         elif name == "object" and rule.get("required"):

@@ -367,6 +367,57 @@ BAD: list[Any] = [
         ["'matrix[0].mtu[0]'", "65000", "'auto'", "64960", "at most 9216"],
         id="auto-mss-beyond-iperf3",
     ),
+    # Pools the host already uses, read from its interfaces (lo always has
+    # 127.0.0.1/8).
+    pytest.param(
+        net(address_pool="127.0.0.0/24"),
+        ["'network.address_pool'", "'127.0.0.0/24'", "127.0.0.1/8 on lo", "198.18"],
+        id="pool-overlaps-host-address",
+    ),
+    # More duplicates and empty lists.
+    pytest.param(
+        sub(driver=["veth-bridge", "veth-bridge"]),
+        ["'matrix[0].driver'", "'veth-bridge'", "more than once", "remove"],
+        id="duplicate-driver",
+    ),
+    pytest.param(
+        sub(pairs=[1, 2, 1]),
+        ["'matrix[0].pairs'", "lists 1 more than once"],
+        id="duplicate-pairs",
+    ),
+    pytest.param(
+        sub(pairs=[]), ["'matrix[0].pairs'", "an empty list"], id="empty-pairs"
+    ),
+    pytest.param(
+        sub(protocol=[]), ["'matrix[0].protocol'", "an empty list"], id="empty-protocol"
+    ),
+    # Retries of transient iperf3 failures.
+    pytest.param(
+        iperf(retries=-1),
+        ["'iperf.retries'", "is -1", "from 0 to 10"],
+        id="retries-neg",
+    ),
+    pytest.param(
+        iperf(retries=100), ["'iperf.retries'", "100", "from 0 to 10"], id="retries-100"
+    ),
+    pytest.param(
+        iperf(retry_backoff_s="soon"),
+        ["'iperf.retry_backoff_s'", "'soon'", "a number from 0 to 60"],
+        id="retry-backoff-word",
+    ),
+    pytest.param(
+        iperf(retrys=2),
+        ["'iperf.retrys'", "Did you mean 'retries'?"],
+        id="retries-typo",
+    ),
+    pytest.param(
+        net(parent="eth0\x1b"),
+        ["'network.parent'", "control characters"],
+        id="parent-control-character",
+    ),
+    pytest.param(
+        net(parent="np:0"), ["'network.parent'", "'np:0'", "':'"], id="parent-colon"
+    ),
     # Missing keys.
     pytest.param(
         drop("matrix"), ["'matrix'", "missing", "a list"], id="missing-matrix"
