@@ -65,16 +65,18 @@ STATE_ROOT = Path("/run/netpipe-tests")  # where test sessions look for records
 _TOKEN = re.compile(r"^np([0-9a-f]{4})")
 
 
-def default_config(drivers: list[str]) -> dict[str, Any]:
+def default_config(
+    drivers: list[str], protocols: list[str], pairs: list[int]
+) -> dict[str, Any]:
     """A sweep of a few quick cells: every phase, several times over."""
     return {
         "matrix": [
             {
                 "topology": ["local"],
                 "driver": drivers,
-                "protocol": ["tcp", "udp"],
+                "protocol": protocols,
                 "mtu": [1500],
-                "pairs": [1, 2],
+                "pairs": pairs,
             }
         ],
         "repetitions": 1,
@@ -364,9 +366,9 @@ def labelled_containers() -> list[str]:
 def run(args: argparse.Namespace) -> Tally:
     """Run every trial in a fresh project; return what they found."""
     rng = random.Random(args.seed)  # noqa: S311  (reproducible, not secret)
-    config = default_config(args.drivers)
-    total = len(args.drivers) * 2 * 2
-    targets = [PHASES[i % len(PHASES)] for i in range(args.kills)]
+    config = default_config(args.drivers, args.protocols, args.pairs)
+    total = len(args.drivers) * len(args.protocols) * len(args.pairs)
+    targets = [args.phases[i % len(args.phases)] for i in range(args.kills)]
     rng.shuffle(targets)
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="netpipe-fault-") as tmp:
@@ -416,6 +418,19 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=["veth-bridge", "veth-nat", "macvlan-bridge"],
         help="drivers of the sweep (default: veth-bridge veth-nat macvlan-bridge)",
+    )
+    parser.add_argument(
+        "--protocols", nargs="+", default=["tcp", "udp"], help="default: tcp udp"
+    )
+    parser.add_argument(
+        "--pairs", nargs="+", type=int, default=[1, 2], help="default: 1 2"
+    )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="phases to aim kills at, in turn (default: all)",
     )
     parser.add_argument(
         "--output",

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from netpipe import __version__
 from netpipe.aggregate import SUMMARY_SCHEMA, retried_cells, unmeasured_cells
 from netpipe.atomic import write_atomic
+from netpipe.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ def _span(per_cell: pl.DataFrame) -> list[str]:
 
 def _config_yaml(config: Mapping[str, Any]) -> str:
     """The config as YAML; values YAML cannot represent are shown as strings."""
-    plain = json.loads(json.dumps(dict(config), default=str))
+    plain = json.loads(json.dumps(redact(dict(config)), default=str))
     return yaml.safe_dump(plain, sort_keys=False, default_flow_style=False)
 
 

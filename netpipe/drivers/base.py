@@ -18,6 +18,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from netpipe import interrupt
 from netpipe.backends import Backend
 from netpipe.errors import ProvisionError
+from netpipe.naming import check_own_name
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class Plan:
 
     def name(self, suffix: str) -> str:
         """Return a host-side name for this cell: np<token><suffix>."""
-        return f"np{self.token}{suffix}"
+        # Every name a driver makes passes here on its way to the kernel.
+        return check_own_name(f"np{self.token}{suffix}")
 
 
 class Driver(ABC):
