@@ -14,6 +14,7 @@ from pathlib import Path
 from netpipe import __version__
 from netpipe.config import Config, load, validate
 from netpipe.errors import ConfigError, NetpipeError
+from netpipe.lock import NO_WAIT_ENV
 from netpipe.matrix import Cell
 
 log = logging.getLogger("netpipe")
@@ -33,6 +34,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     )
     config = for_one_cell(load(args.config), cell)
     output = args.output or cell.path(args.results)
+    if args.no_wait:
+        os.environ[NO_WAIT_ENV] = "1"  # the runner takes the lock
     result = measure(cell, config, output)
     print(
         json.dumps(
@@ -168,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rep", type=int, default=1)
     p.add_argument("--results", default="results", type=Path)
     p.add_argument("--output", type=Path, help="result file (default: under --results)")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="refuse, rather than wait, if another measurement holds the testbed",
+    )
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("parse", help="read iperf3 JSON files, one JSON line each")

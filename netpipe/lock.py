@@ -22,9 +22,23 @@ from netpipe.records import state_dir
 log = logging.getLogger(__name__)
 
 
+NO_WAIT_ENV = "NETPIPE_NO_WAIT"
+
+
+def wait_wanted() -> bool:
+    """Whether a busy testbed is waited for: yes, unless NETPIPE_NO_WAIT is set."""
+    return os.environ.get(NO_WAIT_ENV, "").strip().lower() in ("", "0", "no", "false")
+
+
 @contextmanager
-def testbed_lock(holder: str, *, wait: bool = True) -> Iterator[None]:
-    """Hold the testbed for ``holder`` (a cell label); wait for it if busy."""
+def testbed_lock(holder: str, *, wait: bool | None = None) -> Iterator[None]:
+    """Hold the testbed for ``holder`` (a cell label); wait for it if busy.
+
+    ``wait`` None follows the environment (:func:`wait_wanted`), so that a
+    sweep run as ``NETPIPE_NO_WAIT=1 snakemake ...`` refuses rather than waits.
+    """
+    if wait is None:
+        wait = wait_wanted()
     path = state_dir() / "testbed.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -35,8 +49,9 @@ def testbed_lock(holder: str, *, wait: bool = True) -> Iterator[None]:
             other = _read_holder(fd)
             if not wait:
                 raise NodeError(
-                    f"the testbed is busy with {other}; wait for it to finish or "
-                    "run again without --no-wait."
+                    f"the testbed is busy with {other}, and {NO_WAIT_ENV} (or "
+                    "--no-wait) says not to wait; let it finish, or run again "
+                    f"without {NO_WAIT_ENV}=1 / --no-wait to wait for it."
                 ) from None
             log.warning("waiting for the testbed: it is busy with %s", other)
             t = time.monotonic()

@@ -102,3 +102,41 @@ def test_second_measurement_waits_for_the_testbed(
     assert waiting.returncode == 0
     assert "waiting for the testbed: it is busy with cell a test holding" in err
     assert (tmp_path / "c.json").exists()
+
+
+@pytest.mark.root
+@needs_root
+def test_no_wait_refuses_a_busy_testbed_and_writes_nothing(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    from netpipe.lock import testbed_lock
+
+    cmd = ["measure", "--config", str(REPO / "config" / "config.yaml"), "--no-wait"]
+    cmd += ["--driver", "ipvlan-l3", "--output", str(tmp_path / "c.json")]
+    with testbed_lock("a test holding the testbed"):
+        done = subprocess.run(
+            [sys.executable, "-m", "netpipe.cli", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert done.returncode == 2
+    assert "busy with cell a test holding the testbed" in done.stderr
+    assert "NETPIPE_NO_WAIT" in done.stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_no_wait_in_the_environment_refuses_in_process(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netpipe.errors import NodeError
+    from netpipe.lock import testbed_lock
+
+    monkeypatch.setenv("NETPIPE_NO_WAIT", "1")
+    with (
+        testbed_lock("first", wait=True),
+        pytest.raises(NodeError, match="busy with cell first"),
+        testbed_lock("second"),
+    ):
+        pass
