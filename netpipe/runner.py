@@ -364,14 +364,14 @@ def _teardown(
 
     # Removing a namespace frees its devices asynchronously; the veth ends on
     # the host side vanish a little later. Wait, so the next cell starts clean.
-    names = _wait_gone(host, set(plan.host_links), 3)
+    left = _wait_gone(host, set(plan.host_links), 3)
     # A socket with unsent data (a blackholed TCP stream) keeps its namespace,
     # and the veth end in it, alive for minutes: delete the host end, which
     # takes its peer along.
-    for name in sorted(names):
+    for name in sorted(left):
         with contextlib.suppress(NetlinkError):
             host.link("del", ifname=name)
-    return _wait_gone(host, names, 12)
+    return _wait_gone(host, left, 12)
 
 
 def _wait_gone(host: IPRoute, names: set[str], wait_s: float) -> set[str]:

@@ -21,7 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tenacity
 
@@ -29,6 +29,9 @@ from netpipe import interrupt
 from netpipe.errors import IperfFailure, MeasurementError
 from netpipe.iperf.command import iperf_version, resolve_binary
 from netpipe.iperf.reader import parse_text
+
+if TYPE_CHECKING:
+    from netpipe.backends import Proc
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +85,6 @@ _PRIORITY = [
 ]
 
 T = TypeVar("T")
-
-
-class _Stoppable(Protocol):
-    pid: int
-
-    def poll(self) -> int | None: ...
-    def wait(self, timeout: float) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ def judge_pairs(
     return Failure(worst.error_class, f"{head}: {'; '.join(parts)}{more}")
 
 
-def ask_to_stop(procs: Sequence[_Stoppable], grace_s: float = 2.0) -> None:
+def ask_to_stop(procs: Sequence[Proc], grace_s: float = 2.0) -> None:
     """SIGTERM hung clients so that iperf3 prints what it measured, then wait."""
     # iperf3 catches SIGTERM, tells its server, and prints its JSON with the
     # intervals so far: that is what tells a stalled data path from a hang.
