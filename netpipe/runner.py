@@ -276,7 +276,7 @@ def _provision_and_measure(
             udp_rate=settings["udp_rate"] or "",
         )
         t = time.monotonic()
-        outcome, result["attempts"] = run_with_retries(
+        outcome, _ = run_with_retries(
             lambda: run_pairs(
                 backend,
                 plan,
@@ -289,6 +289,7 @@ def _provision_and_measure(
             retries=settings["retries"],
             backoff_s=settings["retry_backoff_s"],
             log_label=cell.label(),
+            attempts=result["attempts"],
         )
         timings["run"] = round(time.monotonic() - t, 4)
         result["pairs"] = outcome.pairs

@@ -161,12 +161,19 @@ def test_a_server_that_cannot_start_is_retried_then_raised_with_its_class() -> N
             "unable to start listener for connections: Address already in use"
         )
 
+    attempts: list[dict[str, Any]] = []
     with pytest.raises(IperfFailure) as err:
         run_with_retries(
-            attempt, lambda _: None, retries=2, backoff_s=0, log_label="test"
+            attempt,
+            lambda _: None,
+            retries=2,
+            backoff_s=0,
+            log_label="test",
+            attempts=attempts,
         )
 
     assert err.value.error_class == "port-in-use"
+    assert [a["error_class"] for a in attempts] == ["port-in-use"] * 3
     assert "Address already in use" in str(err.value)
 
 

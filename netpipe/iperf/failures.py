@@ -214,14 +214,16 @@ def run_with_retries(
     retries: int,
     backoff_s: float,
     log_label: str,
+    attempts: list[dict[str, Any]] | None = None,
 ) -> tuple[T, list[dict[str, Any]]]:
     """Run ``attempt`` until it does not fail transiently; return it and the log.
 
     A MeasurementError raised by an attempt (a server that would not start) is
     classified like a pair's failure; a transient one is retried, any other is
-    raised at once, as the last one is, with its class.
+    raised at once, as the last one is, with its class. Each attempt is
+    appended to ``attempts`` as it ends, so the log is whole even then.
     """
-    attempts: list[dict[str, Any]] = []
+    attempts = [] if attempts is None else attempts
 
     def once() -> T:
         try:
