@@ -99,6 +99,7 @@ class Tally:
     remeasured: list[str] = field(default_factory=list)
     failed_resumes: list[str] = field(default_factory=list)
     cell_statuses: dict[str, int] = field(default_factory=dict)
+    tokens_watched: int = 0
 
 
 class Project:
@@ -383,6 +384,7 @@ def run(args: argparse.Namespace) -> Tally:
                 tally.failed_resumes.append(f"first sweep: exit {code}")
             for target in targets:
                 trial(project, target, rng, total, tally)
+            tally.tokens_watched = len(project.tokens)
             for path in project.cells():
                 status = json.loads(path.read_text())["status"]
                 tally.cell_statuses[status] = tally.cell_statuses.get(status, 0) + 1
@@ -406,6 +408,7 @@ def summary(tally: Tally) -> str:
         ("cells measured again", len(tally.remeasured)),
         ("failed resumes", len(tally.failed_resumes)),
         ("final cells by status", json.dumps(tally.cell_statuses, sort_keys=True)),
+        ("cell runs whose names were watched", tally.tokens_watched),
     ]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
