@@ -27,6 +27,7 @@ from netpipe.iperf.failures import (
     check_binary,
     classify_message,
     judge_pair,
+    judge_pairs,
     run_with_retries,
 )
 from netpipe.iperf.session import Outcome, run_pairs
@@ -92,6 +93,24 @@ def test_a_finished_udp_run_that_delivered_nothing_is_a_failure_not_zero() -> No
 
     assert failure == Failure("udp-no-data", failure.message if failure else "")
     assert "125000 bytes" in failure.message
+
+
+def test_a_pair_that_finished_is_not_blamed_when_another_hung() -> None:
+    raw = Path(__file__).parent / "data" / "cells" / "raw"
+    ok_pair = next(
+        pair
+        for path in sorted(raw.rglob("*.json"))
+        for pair in json.loads(path.read_text())["pairs"]
+        if judge_pair(pair) is None
+    )
+    hung = {"index": 1, "client_stdout": "", "server_stdout": None}
+
+    failure = judge_pairs([ok_pair | {"index": 0}, hung], timed_out=True, limit_s=9)
+
+    assert failure is not None and failure.error_class == "timeout"
+    assert "pair 1: timeout" in failure.message
+    assert "pair 0" not in failure.message
+    assert "timed out after 9 s" in failure.message
 
 
 def test_transient_failures_are_retried_with_backoff_and_logged() -> None:

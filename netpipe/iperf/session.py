@@ -81,7 +81,7 @@ def run_pairs(
 
         if timed_out:
             # Asked first, hung clients print what they measured (failures).
-            ask_to_stop(cli)
+            ask_to_stop(cli, srv)
             for p in started:
                 p.kill()
         for s in srv:
