@@ -134,6 +134,7 @@ def up(
             f"a testbed is already up (its state is in {folder}); run `netpipe "
             "testbed down` first."
         )
+    _refuse_if_taken(count)
     inventory = Path(inventory) if inventory else folder / "inventory.yaml"
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,6 +149,29 @@ def up(
         down(folder)
         raise
     return inventory
+
+
+def _refuse_if_taken(count: int) -> None:
+    """Refuse, before making anything, if any name the testbed uses exists.
+
+    The names are fixed, so a second testbed (another state folder) would
+    otherwise take over, and its removal delete, the first one's objects.
+    """
+    from netpipe.backends.netns import list_netns
+
+    netns = [f"{PREFIX}{i}" for i in range(1, count + 1)]
+    links = [SWITCH, MGMT_BRIDGE] + [
+        f"{PREFIX}{i}{end}" for i in range(1, count + 1) for end in ("d", "m")
+    ]
+    taken = [n for n in netns if n in list_netns()]
+    taken += [n for n in links if Path("/sys/class/net", n).exists()]
+    if taken:
+        raise NodeError(
+            f"cannot bring a testbed up: {', '.join(taken)} already exist, so "
+            "another testbed is up on this machine (perhaps with another "
+            "--state-dir); take that one down first (`netpipe testbed down "
+            "--state-dir DIR`). Nothing was made."
+        )
 
 
 def _build(

@@ -132,6 +132,24 @@ def test_a_second_up_is_refused_while_one_is_up():
         testbed.down(folder)
 
 
+def test_a_second_testbed_elsewhere_is_refused_and_leaves_the_first_alone():
+    folder = new_state_dir() / "testbed"
+    other = new_state_dir() / "testbed"
+    testbed.up(2, folder=folder)
+    try:
+        sshds = _sshd_pids()
+        with pytest.raises(NodeError, match="already exist") as caught:
+            testbed.up(2, folder=other)
+        assert "nptb1" in str(caught.value) and "Nothing was made" in str(caught.value)
+        assert not other.exists()
+        # The first testbed is whole: its nodes still answer over SSH.
+        assert _sshd_pids() >= sshds
+        assert {"nptb1", "nptb2"} <= np_namespaces()
+        assert {"nptbsw", "nptbmg"} <= np_links()
+    finally:
+        testbed.down(folder)
+
+
 @pytest.mark.parametrize("rate", ["fast", "0gbit", "100gbit"])
 def test_a_bad_rate_is_refused_before_anything_is_made(rate: str):
     with pytest.raises(ConfigError, match="--rate"):
