@@ -20,9 +20,16 @@ except NetpipeError as exc:
 CELLS = expand(SWEEP)
 VALUES = dimension_values(CELLS)
 
-if any(cell.topology == "switched" for cell in CELLS):
-    # Every node must answer before any cell is measured; a bad inventory
-    # is one error naming each failing node, not a sweep of failed cells.
+# Every node must answer before a switched cell is measured; a bad inventory
+# is one error naming each failing node, not a sweep of failed cells. Only
+# when such a cell is still to be measured: a finished sweep's report can be
+# rebuilt, and its local cells measured, with the nodes gone.
+if any(
+    cell.topology == "switched"
+    and cell.backend == "netns"
+    and not cell.path("results").exists()
+    for cell in CELLS
+):
     from netpipe.remote import check_nodes
 
     try:
