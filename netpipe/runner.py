@@ -175,11 +175,15 @@ def _run(
     rec.save()
 
     with IPRoute() as host:
-        reason = (
-            driver.inapplicable_reason(cell.topology, cell.pairs)
-            or backend_unavailable_reason(cell, config)
-            or driver.unavailable_reason(host, config.network.parent, scratch)
-        )
+        try:
+            reason = (
+                driver.inapplicable_reason(cell.topology, cell.pairs)
+                or backend_unavailable_reason(cell, config)
+                or driver.unavailable_reason(host, config.network.parent, scratch)
+            )
+        except NetpipeError:
+            rec.discard()  # an engine that does not answer: nothing was made
+            raise
         if reason is not None:
             rec.discard()
             result["status"] = "skipped"

@@ -325,7 +325,7 @@ def test_doctor_names_the_engine_and_the_image_cells_would_use(
     assert report["image"] == "npmine:1"
 
 
-def test_an_engine_that_never_answers_skips_the_cell_instead_of_hanging(
+def test_an_engine_that_never_answers_fails_the_cell_instead_of_hanging(
     tmp_path: Path, state_dir: Path
 ) -> None:
     import socket
@@ -340,8 +340,9 @@ def test_an_engine_that_never_answers_skips_the_cell_instead_of_hanging(
         result = measure(cell, config(url=f"unix://{path}"), tmp_path / "c.json")
 
     assert time.monotonic() - started < 30
-    assert result["status"] == "skipped"
-    assert str(path) in result["reason"]
+    # Failed, not skipped: the next run measures it again.
+    assert result["status"] == "failed"
+    assert str(path) in result["reason"] and "did not answer" in result["reason"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -357,3 +358,59 @@ def test_an_interrupted_docker_cell_removes_its_containers(
     assert not out.exists()
     assert not np_containers() - before
     assert "interrupted" in log.read_text()
+
+
+def engine_pid() -> int:
+    """The PID of the dockerd at DOCKER_HOST, from the pid file beside its socket.
+
+    tests/with-dockerd keeps its socket and pid file in one folder.
+    """
+    folder = Path(os.environ["DOCKER_HOST"].removeprefix("unix://")).parent
+    return int((folder / "dockerd.pid").read_text())
+
+
+def test_an_engine_that_stalls_mid_cell_fails_it_within_its_timeout(
+    tmp_path: Path, state_dir: Path, engine: Any
+) -> None:
+    pid = engine_pid()
+    before = np_containers()
+    cfg = tmp_path / "config.yaml"
+    matrix = {"driver": ["veth-bridge"], "protocol": ["tcp"], "mtu": [1500]}
+    cfg.write_text(
+        json.dumps(
+            {
+                "matrix": [{**matrix, "pairs": [2]}],
+                "iperf": {"duration_s": 3, "omit_s": 0, "retries": 0},
+                "docker": {"timeout_s": 3},
+            }
+        )
+    )
+    argv = [sys.executable, "-m", "netpipe.cli", "measure", "--config", str(cfg)]
+    argv += ["--backend", "docker", "--driver", "veth-bridge", "--pairs", "2"]
+    argv += ["--output", str(tmp_path / "cell.json")]
+    log = tmp_path / "measure.log"
+    with log.open("w") as stderr:
+        runner = subprocess.Popen(argv, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(np_containers() - before) < 4:
+            time.sleep(0.1)
+        time.sleep(1)  # the clients run
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        code = runner.wait(timeout=90)
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+    result = json.loads((tmp_path / "cell.json").read_text())
+    assert code == 1, log.read_text()
+    assert result["status"] == "failed"
+    # Bounded by the time limit and a few engine timeouts, not by the engine.
+    assert took < 60, log.read_text()
+    # Whatever the stalled engine kept, the record names, and cleanup removes.
+    cleanup(containers=True)
+    assert not np_containers() - before

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -56,44 +57,65 @@ def engine_url(settings: DockerSettings) -> str:
     )
 
 
+class EngineMissing(ProvisionError):
+    """Nothing listens at the engine's address: the docker cells are skipped."""
+
+
 def connect(settings: DockerSettings, *, timeout: float | None = None) -> Any:
-    """Return a Docker client for the engine, or raise with what to do."""
+    """Return a Docker client for the engine, or raise with what to do.
+
+    Nothing listening at the address raises :class:`EngineMissing`; an engine
+    that takes the connection but does not answer within the timeout, or
+    answers with an error, raises :class:`ProvisionError`.
+    """
     import docker
+    import requests
     from docker.errors import DockerException
 
     url = engine_url(settings)
+    wait = timeout or settings.timeout_s
+    remedy = (
+        "Start one (see README, 'Docker backend') or point docker.url or "
+        "DOCKER_HOST at it."
+    )
     if url.startswith("unix://"):
         # The SDK leaks its socket when a connect fails; try it here first.
         with socket.socket(socket.AF_UNIX) as probe:
-            probe.settimeout(timeout or settings.timeout_s)
+            probe.settimeout(wait)
             try:
                 probe.connect(url.removeprefix("unix://"))
             except OSError as exc:
-                raise ProvisionError(
+                raise EngineMissing(
                     f"no Docker engine answers at {url}: {exc.strerror or exc}. "
-                    "Start one (see README, 'Docker backend') or point docker.url "
-                    "or DOCKER_HOST at it."
+                    f"{remedy}"
                 ) from None
     try:
         client = docker.DockerClient(
-            base_url=url,
-            timeout=int(timeout or settings.timeout_s),
-            max_pool_size=64,
+            base_url=url, timeout=max(1, math.ceil(wait)), max_pool_size=64
         )
         client.ping()
     except DockerException as exc:
-        raise ProvisionError(
-            f"no Docker engine answers at {url}: {_short(exc)}. Start one (see "
-            "README, 'Docker backend') or point docker.url or DOCKER_HOST at it."
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, requests.exceptions.ReadTimeout):
+            raise ProvisionError(
+                f"the Docker engine at {url} took the connection but did not "
+                f"answer within {wait:g} s (docker.timeout_s); is dockerd stuck?"
+            ) from None
+        raise EngineMissing(
+            f"no Docker engine answers at {url}: {_short(exc)}. {remedy}"
         ) from None
     return client
 
 
 def unavailable_reason(settings: DockerSettings) -> str | None:
-    """Why the docker backend cannot run here (no engine), or None if it can."""
+    """Why the docker backend cannot run here (no engine), or None if it can.
+
+    An engine that is there but does not answer is an error, not a reason:
+    its cells fail, so the next run measures them again.
+    """
     try:
-        connect(settings, timeout=PING_TIMEOUT_S).close()
-    except ProvisionError as exc:
+        connect(settings, timeout=min(settings.timeout_s, PING_TIMEOUT_S)).close()
+    except EngineMissing as exc:
         return str(exc)
     return None
 
@@ -146,12 +168,19 @@ class DockerBackend:
         self.settings = settings
         self.token = token
         self.cell = cell
-        # A request that waits for a client to finish must outlive the test.
-        self.client = connect(settings, timeout=max(settings.timeout_s, limit_s + 30))
+        self.client = connect(settings)
+        try:
+            # The one request that waits for a client to finish must outlive
+            # the test; every other one gets docker.timeout_s.
+            self.streams = connect(settings, timeout=limit_s + 30)
+        except ProvisionError:
+            self.client.close()
+            raise
         try:
             self.image = image_for(self.client, settings, iperf3)
         except ProvisionError:
             self.client.close()
+            self.streams.close()
             raise
         self.netns = NetnsBackend()
         self.sockets = self.netns.sockets
@@ -278,6 +307,7 @@ class DockerBackend:
         self.remove_all(list(self.containers))
         self.netns.close()
         self.client.close()
+        self.streams.close()
 
     # -- processes -----------------------------------------------------------
 
@@ -296,7 +326,7 @@ class DockerBackend:
         """Run ``argv`` inside endpoint container ``name`` through the engine."""
         container = self.containers[name]
         argv = [self.iperf3, *argv[1:]] if argv else []
-        proc = DockerProcess(self.client.api, container, argv, name)
+        proc = DockerProcess(self.client.api, self.streams.api, container, argv, name)
         if gate is not None:
             gate.hold(proc)
         else:
@@ -310,8 +340,11 @@ class DockerProcess:
     # Removing the container kills it; no PID needs a record.
     recordable = False
 
-    def __init__(self, api: Any, container: Any, argv: list[str], netns: str) -> None:
+    def __init__(
+        self, api: Any, streams: Any, container: Any, argv: list[str], netns: str
+    ) -> None:
         self.api = api
+        self.streams = streams
         self.argv = argv
         self.netns = netns
         # The container's first process shares its network namespace.
@@ -321,6 +354,7 @@ class DockerProcess:
         self._out = b""
         self._err = b""
         self._pid = 0
+        self._killed = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._error: str | None = None
 
@@ -332,7 +366,7 @@ class DockerProcess:
         from docker.errors import DockerException
 
         try:
-            out, err = self.api.exec_start(self._exec["Id"], demux=True)
+            out, err = self.streams.exec_start(self._exec["Id"], demux=True)
             self._out, self._err = out or b"", err or b""
             self.returncode = self.api.exec_inspect(self._exec["Id"])["ExitCode"]
         except (DockerException, OSError) as exc:
@@ -341,16 +375,23 @@ class DockerProcess:
 
     @property
     def pid(self) -> int:
-        """The exec's process ID on the host, once it has started; else 0."""
+        """The exec's process ID on the host while it runs; else 0.
+
+        Found in /proc, not asked of the engine, so that a stuck engine cannot
+        keep netpipe from killing a hung iperf3: the process that runs this
+        exec's command line inside the container's PID namespace.
+        """
         if not self._pid and self._thread.ident is not None:
-            with contextlib.suppress(Exception):
-                self._pid = int(self.api.exec_inspect(self._exec["Id"])["Pid"] or 0)
+            self._pid = _find_process(self.ns_pid, self.argv)
         return self._pid
 
     def poll(self) -> int | None:
         """The exit code once the exec has ended, else None."""
-        if self._thread.ident is None or self._thread.is_alive():
+        if self._thread.ident is None:
             return None
+        if self._thread.is_alive():
+            # Killed, but the engine has not reported it (it may be stuck).
+            return -signal.SIGKILL if self._killed else None
         return self.returncode
 
     def wait(self, timeout: float) -> int | None:
@@ -366,16 +407,41 @@ class DockerProcess:
 
     def kill(self) -> None:
         """Kill the exec's process if it still runs, and wait for its thread."""
-        if self._thread.ident is None:
+        if self._thread.ident is None or self._killed:
             return
+        self._killed = True
         if self._thread.is_alive() and self.pid > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-        self._thread.join(timeout=10)
+        # With a stuck engine the exec's request may never return; its thread
+        # is a daemon, and removing the container ends the process anyway.
+        self._thread.join(timeout=2)
 
     def close(self) -> None:
         """Kill the process; the container's removal takes what is left."""
         self.kill()
+
+
+def _find_process(ns_pid: int, argv: list[str]) -> int:
+    """The PID of a process running ``argv`` in the PID namespace of ``ns_pid``."""
+    try:
+        want_ns = os.readlink(f"/proc/{ns_pid}/ns/pid")
+    except OSError:
+        return 0
+    want = "\0".join(argv).encode() + b"\0"
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or entry.name == str(ns_pid):
+                continue
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") != want_ns:
+                    continue
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if f.read() == want:
+                        return int(entry.name)
+            except OSError:
+                continue
+    return 0
 
 
 class DockerGate:

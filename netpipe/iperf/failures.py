@@ -180,8 +180,11 @@ def ask_to_stop(
     # what tells a stalled data path from a hang, so both get the grace time.
     running = [p for p in clients if p.poll() is None]
     for p in running:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, signal.SIGTERM)
+        # An engine's exec whose PID is not known yet has pid 0, and kill(0)
+        # would signal netpipe's whole process group.
+        if p.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for p in [*running, *servers]:
         if p.poll() is None:
