@@ -390,6 +390,9 @@ def _allowed(rule: dict[str, Any]) -> str:
             # Every integer in the schema has both bounds.
             low, high = rule.get("minimum"), rule.get("maximum")
             words.append(f"a whole number from {low} to {high}")
+        elif name == "number" and "exclusiveMinimum" in rule:
+            low, high = rule["exclusiveMinimum"], rule.get("maximum")
+            words.append(f"a number above {low} and at most {high}")
         elif name == "number":
             low, high = rule.get("minimum"), rule.get("maximum")
             words.append(f"a number from {low} to {high}")
@@ -469,7 +472,15 @@ def _explain(error: jsonschema.ValidationError) -> list[str]:
             f"config key '{key}' is {_show(value)}{_kind(value)}, but it must be "
             f"{_allowed(rule)}{_type_hint(value, rule)}."
         ]
-    if kind in ("enum", "minimum", "maximum", "pattern", "minLength", "oneOf"):
+    if kind in (
+        "enum",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "pattern",
+        "minLength",
+        "oneOf",
+    ):
         nearest = _nearest(value, rule["enum"]) if kind == "enum" else ""
         return [
             f"config key '{key}' is {_show(value)}, but it must be "

@@ -74,6 +74,11 @@ def net(**values: Any) -> Edit:
     return lambda c: c["network"].update(values)
 
 
+def dock(**values: Any) -> Edit:
+    """Set keys under docker."""
+    return lambda c: c.setdefault("docker", {}).update(values)
+
+
 def drop(*path: str | int) -> Edit:
     """Remove the key at ``path``."""
 
@@ -409,6 +414,44 @@ BAD: list[Any] = [
         iperf(retrys=2),
         ["'iperf.retrys'", "Did you mean 'retries'?"],
         id="retries-typo",
+    ),
+    pytest.param(
+        sub(backend=["dockr"]),
+        ["'matrix[0].backend[0]'", "'dockr'", "'netns', 'docker'", "'docker'?"],
+        id="backend-typo",
+    ),
+    pytest.param(
+        sub(backend=["netns", "netns"]),
+        ["'matrix[0].backend'", "'netns' more than once"],
+        id="backend-duplicate",
+    ),
+    pytest.param(
+        dock(imgae="x"), ["'docker.imgae'", "Did you mean 'image'?"], id="docker-typo"
+    ),
+    pytest.param(
+        dock(timeout_s=601),
+        ["'docker.timeout_s'", "601", "above 0 and at most 600"],
+        id="docker-timeout-huge",
+    ),
+    pytest.param(
+        dock(timeout_s=0),
+        ["'docker.timeout_s'", "0", "above 0 and at most 600"],
+        id="docker-timeout-zero",
+    ),
+    pytest.param(
+        dock(url="ftp://x"),
+        ["'docker.url'", "'ftp://x'", "unix:///PATH"],
+        id="docker-url-scheme",
+    ),
+    pytest.param(
+        dock(image="Foo Bar"),
+        ["'docker.image'", "'Foo Bar'", "image reference"],
+        id="docker-image-space",
+    ),
+    pytest.param(
+        dock(image="--help"),
+        ["'docker.image'", "'--help'", "image reference"],
+        id="docker-image-option",
     ),
     pytest.param(
         net(parent="eth0\x1b"),
