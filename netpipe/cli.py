@@ -134,11 +134,17 @@ def _cmd_drivers(args: argparse.Namespace) -> int:
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from netpipe.records import cleanup
 
+    from netpipe.backends.docker import unavailable_reason
+    from netpipe.config import DockerSettings
+
     removed = cleanup(containers=True)
     for item in removed:
         print(json.dumps(item))
     if not removed:
         print("nothing to clean up")
+    missing = unavailable_reason(DockerSettings())
+    if missing:
+        print(f"containers not looked for: {missing}")
     return 0
 
 

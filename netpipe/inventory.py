@@ -121,6 +121,7 @@ def node_problems(data: dict[str, Any]) -> list[str]:
     problems = []
     nodes = data["nodes"]
     seen: dict[str, int] = {}
+    addresses: dict[str, str] = {}
     for i, node in enumerate(nodes):
         at = f"config key 'nodes[{i}]"
         if node["name"] in seen:
@@ -130,12 +131,22 @@ def node_problems(data: dict[str, Any]) -> list[str]:
             )
         seen.setdefault(node["name"], i)
         ssh = node["ssh"]
+        if all(part.isdigit() for part in ssh["host"].split(".")):
+            try:
+                ipaddress.IPv4Address(ssh["host"])
+            except ValueError:
+                problems.append(
+                    f"{at}.ssh.host' is {ssh['host']!r}, which looks like an IPv4 "
+                    "address but is not one (four numbers from 0 to 255); give the "
+                    "node's management address or host name."
+                )
         key_file = Path(ssh["key_file"]).expanduser()
         if not key_file.is_file():
+            what = "is a folder" if key_file.is_dir() else "does not exist"
             problems.append(
-                f"{at}.ssh.key_file' is {ssh['key_file']!r}, but no such file "
-                f"exists (node {node['name']}); give the path of the SSH private "
-                "key that logs in to the node."
+                f"{at}.ssh.key_file' is {ssh['key_file']!r}, but that {what} "
+                f"(node {node['name']}); give the path of the SSH private key "
+                "file that logs in to the node."
             )
         known = Path(ssh["known_hosts"]).expanduser()
         if ssh["host_key_check"] and not known.is_file():
@@ -160,6 +171,14 @@ def node_problems(data: dict[str, Any]) -> list[str]:
                     f"{at}.data_addresses[{j}]' is {text!r}, but it must be an "
                     "IPv4 address with its prefix length, such as 198.19.1.11/24."
                 )
+                continue
+            ip = str(address.ip)
+            if ip in addresses:
+                problems.append(
+                    f"{at}.data_addresses[{j}]' is {text!r}, but {addresses[ip]} "
+                    "has that address already; every node needs its own."
+                )
+            addresses.setdefault(ip, f"node {node['name']}")
 
     switched = any(SWITCHED in sub.get("topology", []) for sub in data["matrix"])
     if switched and len(nodes) < 2:

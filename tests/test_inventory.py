@@ -90,7 +90,15 @@ def _broken(key: Path, change: Any) -> dict[str, Any]:
 CASES = [
     (
         lambda n: n["ssh"].update(key_file="/nonexistent/key"),
-        ["nodes[1].ssh.key_file", "/nonexistent/key", "node node2", "no such file"],
+        ["nodes[1].ssh.key_file", "/nonexistent/key", "node node2", "does not exist"],
+    ),
+    (
+        lambda n: n["ssh"].update(key_file="/tmp"),
+        ["nodes[1].ssh.key_file", "'/tmp'", "is a folder"],
+    ),
+    (
+        lambda n: n["ssh"].update(host="999.1.1.1"),
+        ["nodes[1].ssh.host", "'999.1.1.1'", "not one"],
     ),
     (
         lambda n: n["ssh"].update(known_hosts="/nonexistent/kh"),
@@ -115,6 +123,10 @@ CASES = [
     (
         lambda n: n.update(data_addresses=["198.19.1.12"]),
         ["nodes[1].data_addresses[0]", "prefix length"],
+    ),
+    (
+        lambda n: n.update(data_addresses=["198.19.1.11/24"]),
+        ["nodes[1].data_addresses[0]", "node node1 has that address already"],
     ),
     (
         lambda n: n["ssh"].update(host="-oProxyCommand=x"),
