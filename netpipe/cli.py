@@ -132,10 +132,9 @@ def _cmd_drivers(args: argparse.Namespace) -> int:
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
-    from netpipe.records import cleanup
-
     from netpipe.backends.docker import unavailable_reason
     from netpipe.config import DockerSettings
+    from netpipe.records import cleanup
 
     removed = cleanup(containers=True)
     for item in removed:
